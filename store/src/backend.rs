@@ -1,0 +1,207 @@
+//! Where repository files live: a narrow interface of immutable files, and its local
+//! (or mounted SMB/NFS share) implementation.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
+
+/// Storage of immutable files addressed by relative paths such as `data/3f/3fa2…`.
+///
+/// Implementations must honour these contracts:
+/// - `write` makes the file appear whole or not at all, and durable before it returns;
+/// - `list` never returns files still being written;
+/// - files are never modified after `write`; they are only removed.
+pub trait Backend: Send + Sync {
+    /// Creates `path` with `data`, atomically and durably.
+    fn write(&self, path: &str, data: &[u8]) -> Result<()>;
+    /// Reads a whole file.
+    fn read(&self, path: &str) -> Result<Vec<u8>>;
+    /// Reads `len` bytes at `offset`; a short file is an error.
+    fn read_at(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// The size of a file in bytes.
+    fn size(&self, path: &str) -> Result<u64>;
+    /// The names of the files directly in `dir` (not their paths), in no particular order.
+    /// A missing directory lists as empty.
+    fn list(&self, dir: &str) -> Result<Vec<String>>;
+    /// Removes a file; removing a missing file is not an error.
+    fn remove(&self, path: &str) -> Result<()>;
+    /// Bytes written by `write` since this backend was opened.
+    fn bytes_written(&self) -> u64;
+}
+
+/// Suffix of files being written; never listed, and removed by maintenance when left over.
+pub const TEMP_MARKER: &str = ".tmp-";
+
+/// A repository in a local directory or on a mounted network share.
+pub struct LocalBackend {
+    root: PathBuf,
+    written: std::sync::atomic::AtomicU64,
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            written: Default::default(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, path: &str) -> PathBuf {
+        self.root.join(path)
+    }
+}
+
+/// Fsyncs a directory so that a rename inside it is durable. Some filesystems refuse to fsync a
+/// directory (SMB mounts and FUSE file systems answer EINVAL or ENOTSUP): there the server
+/// orders the rename after the file data it already flushed, so the refusal is tolerated.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let f = File::open(dir).ctx(|| format!("opening directory {} to sync it", dir.display()))?;
+    match f.sync_all() {
+        Ok(()) => Ok(()),
+        Err(e) if dir_sync_unsupported(&e) => Ok(()),
+        Err(e) => Err(e).ctx(|| format!("syncing directory {}", dir.display())),
+    }
+}
+
+fn dir_sync_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL) | Some(libc::ENOTSUP) | Some(libc::ENOSYS) | Some(libc::EBADF)
+    )
+}
+
+/// A random hex string for temporary and lock file names.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::getrandom(&mut buf).expect("the operating system provides random bytes");
+    hex::encode(buf)
+}
+
+/// Writes `data` to `path` atomically: temporary name, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("repository files live in a directory");
+    let name = path
+        .file_name()
+        .expect("repository files have a name")
+        .to_string_lossy();
+    let tmp = dir.join(format!("{name}{TEMP_MARKER}{}", random_hex(8)));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .ctx(|| format!("creating {}", tmp.display()))?;
+        f.write_all(data)
+            .ctx(|| format!("writing {}", tmp.display()))?;
+        f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
+        drop(f);
+        fs::rename(&tmp, path)
+            .ctx(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl Backend for LocalBackend {
+    fn write(&self, path: &str, data: &[u8]) -> Result<()> {
+        write_atomic(&self.full(path), data)?;
+        self.written
+            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        let p = self.full(path);
+        fs::read(&p).ctx(|| format!("reading {}", p.display()))
+    }
+
+    fn read_at(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let p = self.full(path);
+        let f = File::open(&p).ctx(|| format!("opening {}", p.display()))?;
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+        let mut buf = vec![0u8; len.ctx(|| format!("reading {}", p.display()))?];
+        f.read_exact_at(&mut buf, offset)
+            .ctx(|| format!("reading {} bytes at offset {offset} of {}", buf.len(), p.display()))?;
+        Ok(buf)
+    }
+
+    fn size(&self, path: &str) -> Result<u64> {
+        let p = self.full(path);
+        Ok(fs::metadata(&p)
+            .ctx(|| format!("reading metadata of {}", p.display()))?
+            .len())
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let p = self.full(dir);
+        let entries = match fs::read_dir(&p) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).ctx(|| format!("listing {}", p.display())),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.ctx(|| format!("listing {}", p.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.contains(TEMP_MARKER) {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn remove(&self, path: &str) -> Result<()> {
+        let p = self.full(path);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).ctx(|| format!("removing {}", p.display())),
+        }
+    }
+
+    fn bytes_written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_leaves_no_temp_files_and_lists_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        fs::create_dir(dir.path().join("index")).unwrap();
+        b.write("index/abc", b"hello").unwrap();
+        assert_eq!(b.read("index/abc").unwrap(), b"hello");
+        assert_eq!(b.read_at("index/abc", 1, 3).unwrap(), b"ell");
+        assert!(b.read_at("index/abc", 3, 5).is_err());
+        assert_eq!(b.list("index").unwrap(), vec!["abc".to_string()]);
+        assert_eq!(b.list("missing").unwrap(), Vec::<String>::new());
+        fs::write(dir.path().join("index/x.tmp-0000"), b"partial").unwrap();
+        assert_eq!(b.list("index").unwrap(), vec!["abc".to_string()]);
+        assert_eq!(b.bytes_written(), 5);
+        b.remove("index/abc").unwrap();
+        b.remove("index/abc").unwrap();
+        assert!(b.read("index/abc").is_err());
+    }
+
+    #[test]
+    fn write_into_missing_directory_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let err = b.write("nope/file", b"x").unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+}

@@ -1,0 +1,391 @@
+//! The SQLite catalog: a local, derived index of the repository (blobs → pack locations,
+//! packs, index segments, snapshots). All SQL of cairn lives in this module.
+//!
+//! The catalog is a cache: it lives outside the repository, is filled from index segments and
+//! snapshot manifests, and can be deleted at any time.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{Result, StoreError};
+use crate::id::{BlobId, IndexId, PackId, SnapshotId};
+use crate::index::IndexedPack;
+use crate::pack::BlobKind;
+
+/// Bumped whenever the schema changes; an older catalog is dropped and rebuilt.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE index_files (id INTEGER PRIMARY KEY, name BLOB NOT NULL UNIQUE);
+CREATE TABLE packs (id INTEGER PRIMARY KEY, pack_id BLOB NOT NULL UNIQUE, size INTEGER NOT NULL);
+CREATE TABLE index_packs (
+    index_file INTEGER NOT NULL, pack INTEGER NOT NULL,
+    PRIMARY KEY (index_file, pack)) WITHOUT ROWID;
+CREATE INDEX index_packs_by_pack ON index_packs(pack);
+CREATE TABLE blobs (
+    blob_id BLOB NOT NULL, pack INTEGER NOT NULL, kind INTEGER NOT NULL,
+    offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_len INTEGER NOT NULL,
+    PRIMARY KEY (blob_id, pack)) WITHOUT ROWID;
+CREATE INDEX blobs_by_pack ON blobs(pack);
+CREATE TABLE snapshots (snapshot_id BLOB PRIMARY KEY, time TEXT NOT NULL, manifest TEXT NOT NULL);
+";
+
+/// Where one copy of a blob lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    pub pack: PackId,
+    pub kind: BlobKind,
+    pub offset: u64,
+    pub length: u64,
+    pub raw_len: u64,
+}
+
+pub struct Catalog {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the catalog at `path`. A catalog of another schema version,
+    /// or one SQLite cannot read, is deleted and recreated empty: it is derived data.
+    pub fn open(path: &Path) -> Result<Self> {
+        match Self::open_inner(path) {
+            Ok(c) => Ok(c),
+            Err(_) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = path.as_os_str().to_owned();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(PathBuf::from(p));
+                }
+                Self::open_inner(path)
+            }
+        }
+    }
+
+    fn open_inner(path: &Path) -> Result<Self> {
+        let err = |source| StoreError::Catalog {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(120))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        let mut catalog = Self {
+            conn,
+            path: path.to_owned(),
+        };
+        catalog.ensure_schema()?;
+        Ok(catalog)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Catalog {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn ensure_schema(&mut self) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self_err(&self.path, e))?;
+        let has_meta: bool = tx
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(|e| self_err(&self.path, e))?
+            > 0;
+        if has_meta {
+            let version: Option<String> = tx
+                .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(|e| self_err(&self.path, e))?;
+            if version.as_deref() == Some(&SCHEMA_VERSION.to_string()) {
+                return tx.commit().map_err(|e| self_err(&self.path, e));
+            }
+            return Err(self_err(
+                &self.path,
+                rusqlite::Error::InvalidQuery, // a stale schema: `open` recreates the file
+            ));
+        }
+        tx.execute_batch(SCHEMA)
+            .map_err(|e| self_err(&self.path, e))?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
+            [SCHEMA_VERSION.to_string()],
+        )
+        .map_err(|e| self_err(&self.path, e))?;
+        tx.commit().map_err(|e| self_err(&self.path, e))
+    }
+
+    pub fn index_files(&self) -> Result<HashSet<IndexId>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM index_files")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, [u8; 32]>(0))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map(IndexId).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    /// Records an index segment and the packs and blobs it lists, in one transaction.
+    pub fn add_segment(&mut self, id: &IndexId, packs: &[IndexedPack]) -> Result<()> {
+        let path = self.path.clone();
+        let e = |source| self_err(&path, source);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(e)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO index_files (name) VALUES (?1)",
+            [&id.0],
+        )
+        .map_err(e)?;
+        let index_row: i64 = tx
+            .query_row("SELECT id FROM index_files WHERE name = ?1", [&id.0], |r| {
+                r.get(0)
+            })
+            .map_err(e)?;
+        {
+            let mut add_pack = tx
+                .prepare_cached("INSERT OR IGNORE INTO packs (pack_id, size) VALUES (?1, ?2)")
+                .map_err(e)?;
+            let mut pack_row = tx
+                .prepare_cached("SELECT id FROM packs WHERE pack_id = ?1")
+                .map_err(e)?;
+            let mut link = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO index_packs (index_file, pack) VALUES (?1, ?2)",
+                )
+                .map_err(e)?;
+            let mut add_blob = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO blobs (blob_id, pack, kind, offset, length, raw_len)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(e)?;
+            for p in packs {
+                add_pack.execute(params![&p.id.0, to_i64(p.size)]).map_err(e)?;
+                let row: i64 = pack_row.query_row([&p.id.0], |r| r.get(0)).map_err(e)?;
+                link.execute(params![index_row, row]).map_err(e)?;
+                for b in &p.entries {
+                    add_blob
+                        .execute(params![
+                            &b.id.0,
+                            row,
+                            b.kind.code(),
+                            to_i64(b.offset),
+                            to_i64(b.length),
+                            to_i64(b.raw_len)
+                        ])
+                        .map_err(e)?;
+                }
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Forgets an index segment; packs no other segment lists are forgotten with their blobs.
+    pub fn remove_segment(&mut self, id: &IndexId) -> Result<()> {
+        let path = self.path.clone();
+        let e = |source| self_err(&path, source);
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute(
+            "DELETE FROM index_packs WHERE index_file = (SELECT id FROM index_files WHERE name = ?1)",
+            [&id.0],
+        )
+        .map_err(e)?;
+        tx.execute("DELETE FROM index_files WHERE name = ?1", [&id.0])
+            .map_err(e)?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS orphan_packs (id INTEGER PRIMARY KEY);
+             DELETE FROM orphan_packs;
+             INSERT INTO orphan_packs SELECT id FROM packs
+                 WHERE NOT EXISTS (SELECT 1 FROM index_packs WHERE index_packs.pack = packs.id);
+             DELETE FROM blobs WHERE pack IN (SELECT id FROM orphan_packs);
+             DELETE FROM packs WHERE id IN (SELECT id FROM orphan_packs);",
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// For each ID, whether the catalog knows a copy of it. One read transaction for the batch.
+    pub fn contains_many(&mut self, ids: &[BlobId]) -> Result<Vec<bool>> {
+        let path = self.path.clone();
+        let e = |source| self_err(&path, source);
+        let tx = self.conn.transaction().map_err(e)?;
+        let mut out = Vec::with_capacity(ids.len());
+        {
+            let mut stmt = tx
+                .prepare_cached("SELECT 1 FROM blobs WHERE blob_id = ?1 LIMIT 1")
+                .map_err(e)?;
+            for id in ids {
+                out.push(stmt.exists([&id.0]).map_err(e)?);
+            }
+        }
+        tx.commit().map_err(e)?;
+        Ok(out)
+    }
+
+    pub fn locate(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT packs.pack_id, blobs.kind, blobs.offset, blobs.length, blobs.raw_len
+                 FROM blobs JOIN packs ON packs.id = blobs.pack
+                 WHERE blobs.blob_id = ?1 LIMIT 1",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_row([&id.0], |r| {
+            Ok((
+                r.get::<_, [u8; 32]>(0)?,
+                r.get::<_, u8>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()
+        .map_err(|e| self.err(e))?
+        .map(|(pack, kind, offset, length, raw_len)| {
+            let kind = BlobKind::from_code(kind).ok_or_else(|| {
+                StoreError::corrupt(format!("catalog {}", self.path.display()), "bad blob kind")
+            })?;
+            Ok(BlobLocation {
+                pack: PackId(pack),
+                kind,
+                offset: offset as u64,
+                length: length as u64,
+                raw_len: raw_len as u64,
+            })
+        })
+        .transpose()
+    }
+
+    pub fn snapshot_ids(&self) -> Result<HashSet<SnapshotId>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT snapshot_id FROM snapshots")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, [u8; 32]>(0))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map(SnapshotId).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    pub fn add_snapshot(&self, id: &SnapshotId, time: &str, manifest_json: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO snapshots (snapshot_id, time, manifest) VALUES (?1, ?2, ?3)",
+                params![&id.0, time, manifest_json],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM snapshots WHERE snapshot_id = ?1", [&id.0])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every snapshot's ID and manifest JSON, in no particular order.
+    pub fn snapshot_manifests(&self) -> Result<Vec<(SnapshotId, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT snapshot_id, manifest FROM snapshots")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((SnapshotId(r.get(0)?), r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+    }
+
+    /// Number of distinct blobs and packs known.
+    pub fn counts(&self) -> Result<(u64, u64)> {
+        let blobs: i64 = self
+            .conn
+            .query_row("SELECT count(DISTINCT blob_id) FROM blobs", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let packs: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM packs", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok((blobs as u64, packs as u64))
+    }
+}
+
+fn self_err(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Catalog {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::PackEntry;
+
+    fn pack(n: u8, blobs: &[u8]) -> IndexedPack {
+        IndexedPack {
+            id: PackId([n; 32]),
+            size: 100,
+            entries: blobs
+                .iter()
+                .map(|&b| PackEntry {
+                    kind: BlobKind::Data,
+                    id: BlobId([b; 32]),
+                    offset: 8 + u64::from(b),
+                    length: 10,
+                    raw_len: 20,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn segments_add_and_remove_with_shared_packs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let (s1, s2) = (IndexId([1; 32]), IndexId([2; 32]));
+        c.add_segment(&s1, &[pack(10, &[1, 2])]).unwrap();
+        c.add_segment(&s2, &[pack(10, &[1, 2]), pack(11, &[3])]).unwrap();
+        let ids = [BlobId([1; 32]), BlobId([3; 32]), BlobId([9; 32])];
+        assert_eq!(c.contains_many(&ids).unwrap(), vec![true, true, false]);
+        assert_eq!(c.locate(&BlobId([2; 32])).unwrap().unwrap().offset, 10);
+        c.remove_segment(&s2).unwrap();
+        // Pack 10 is still listed by segment 1; pack 11 is gone with its blob.
+        assert_eq!(c.contains_many(&ids).unwrap(), vec![true, false, false]);
+        assert_eq!(c.counts().unwrap(), (2, 1));
+        assert_eq!(c.index_files().unwrap(), HashSet::from([s1]));
+    }
+
+    #[test]
+    fn garbage_catalog_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        std::fs::write(&path, b"this is not a database").unwrap();
+        let c = Catalog::open(&path).unwrap();
+        assert_eq!(c.counts().unwrap(), (0, 0));
+    }
+}

@@ -1,0 +1,26 @@
+//! The cairn repository: objects, packs, index segments, the SQLite catalog, snapshots, trees,
+//! locks and restore. Must not use the chunker or ingest crates, nor clap, indicatif or anyhow.
+
+pub mod backend;
+pub mod catalog;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod id;
+pub mod index;
+pub mod lock;
+pub mod pack;
+pub mod progress;
+pub mod repository;
+pub mod restore;
+pub mod snapshot;
+pub mod tree;
+
+pub use config::{ChunkSizes, ChunkerConfig, Config, FORMAT_VERSION};
+pub use error::{Result, StoreError};
+pub use id::{BlobId, ChunkId, IdPrefix, IndexId, PackId, SnapshotId, TreeId};
+pub use pack::BlobKind;
+pub use progress::{NoProgress, Progress};
+pub use repository::{default_cache_dir, InitOptions, RepairReport, Repository, SavedBlob};
+pub use snapshot::{Snapshot, SnapshotSummary};
+pub use tree::{Content, ContentBuilder, ContentEntry, Node, NodeKind, Tree};

@@ -1,0 +1,623 @@
+//! The open repository: saving and loading blobs, committing packs → index → snapshot, keeping
+//! the catalog in step with the files on the share.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+
+use crate::backend::{random_hex, sync_dir, Backend, LocalBackend};
+use crate::catalog::{BlobLocation, Catalog};
+use crate::config::{ChunkerConfig, Config, KeyFile, FORMAT_VERSION};
+use crate::envelope::MasterKey;
+use crate::error::{IoContext, Result, StoreError};
+use crate::id::{BlobId, IdPrefix, IndexId, PackId, SnapshotId, TreeId};
+use crate::index::{decode_segment, encode_segment, index_path, IndexedPack};
+use crate::lock::{hostname, Lock};
+use crate::pack::{pack_path, read_trailer, BlobKind, PackWriter};
+use crate::snapshot::{snapshot_path, Snapshot};
+use crate::tree::{decode_list, Content, ContentEntry, Tree};
+
+/// An index segment is written once this many packs are waiting for one (4 GiB of packs), so
+/// that a long backup's new blobs become known to the catalog and leave memory.
+const PACKS_PER_SEGMENT: usize = 256;
+
+/// Directories of a repository, besides the 256 `data/xx` pack directories.
+const DIRS: [&str; 5] = ["data", "index", "keys", "locks", "snapshots"];
+
+/// What `save_blobs` did with one blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedBlob {
+    pub id: BlobId,
+    pub size: u64,
+    /// Stored by this call (false when the repository already had it).
+    pub new: bool,
+}
+
+#[derive(Default)]
+struct Session {
+    /// Blobs stored by this process but not yet in a committed index segment.
+    pending: HashSet<BlobId>,
+    /// Packs written but not yet listed by an index segment.
+    unindexed: Vec<IndexedPack>,
+}
+
+/// Options of [`Repository::init`].
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub chunker: ChunkerConfig,
+}
+
+/// What `repair index` found.
+#[derive(Debug, Default)]
+pub struct RepairReport {
+    pub packs_indexed: u64,
+    pub blobs_indexed: u64,
+    pub segments_removed: u64,
+    /// Packs whose trailer could not be read, with the reason; their blobs are not indexed.
+    pub damaged_packs: Vec<String>,
+}
+
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    root: PathBuf,
+    config: Config,
+    key: MasterKey,
+    catalog: Mutex<Catalog>,
+    catalog_dir: PathBuf,
+    writer: Mutex<PackWriter>,
+    session: Mutex<Session>,
+}
+
+/// The default cache directory: the user's cache directory (`$XDG_CACHE_HOME` or
+/// `~/.cache` on Linux) followed by `cairn`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("cairn"))
+}
+
+impl Repository {
+    /// Creates a repository at `path`, which must not exist or be an empty directory. The
+    /// repository is built in a temporary sibling directory and renamed into place, so a
+    /// failed `init` leaves no half-made repository behind.
+    pub fn init(path: &Path, options: &InitOptions) -> Result<()> {
+        if let Ok(mut entries) = fs::read_dir(path) {
+            if entries.next().is_some() {
+                return Err(StoreError::AlreadyExists {
+                    path: path.to_owned(),
+                });
+            }
+        } else if path.exists() {
+            return Err(StoreError::AlreadyExists {
+                path: path.to_owned(),
+            });
+        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).ctx(|| format!("creating {}", parent.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repository".into());
+        let tmp = parent.join(format!(".{name}.tmp-{}", random_hex(6)));
+        let result = Self::build(&tmp, options).and_then(|()| {
+            if path.exists() {
+                // An empty directory: replace it (rename over an empty directory is not
+                // portable to every share).
+                fs::remove_dir(path).ctx(|| format!("replacing empty {}", path.display()))?;
+            }
+            fs::rename(&tmp, path)
+                .ctx(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+            sync_dir(&parent)
+        });
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    fn build(dir: &Path, options: &InitOptions) -> Result<()> {
+        fs::create_dir(dir).ctx(|| format!("creating {}", dir.display()))?;
+        for d in DIRS {
+            let p = dir.join(d);
+            fs::create_dir(&p).ctx(|| format!("creating {}", p.display()))?;
+        }
+        for i in 0..=255u8 {
+            let p = dir.join("data").join(hex::encode([i]));
+            fs::create_dir(&p).ctx(|| format!("creating {}", p.display()))?;
+        }
+        let backend = LocalBackend::new(dir);
+        let key = KeyFile {
+            kdf: "none".into(),
+            created: chrono::Utc::now().to_rfc3339(),
+            host: hostname(),
+            key: MasterKey::random(),
+        };
+        let key_json = serde_json::to_vec_pretty(&key).expect("key files serialize");
+        backend.write(&format!("keys/{}", random_hex(32)), &key_json)?;
+        let config = Config {
+            version: FORMAT_VERSION,
+            id: random_hex(32),
+            chunker: options.chunker.clone(),
+        };
+        let config_json = serde_json::to_vec_pretty(&config).expect("config serializes");
+        // The config goes last: a directory without it is not a repository.
+        backend.write("config", &config_json)
+    }
+
+    /// Opens the repository at `path`, with its catalog under `cache_dir` (default:
+    /// [`default_cache_dir`]), bringing the catalog up to date with the repository's files.
+    pub fn open(path: &Path, cache_dir: Option<&Path>) -> Result<Self> {
+        let not_repo = |reason: String| StoreError::NotARepository {
+            path: path.to_owned(),
+            reason,
+        };
+        let config_bytes = match fs::read(path.join("config")) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let reason = if path.exists() {
+                    "it has no config file".to_string()
+                } else {
+                    "it does not exist".to_string()
+                };
+                return Err(not_repo(reason));
+            }
+            Err(e) => return Err(e).ctx(|| format!("reading {}/config", path.display())),
+        };
+        let config: Config = serde_json::from_slice(&config_bytes)
+            .map_err(|e| not_repo(format!("unreadable config: {e}")))?;
+        if config.version != FORMAT_VERSION {
+            return Err(StoreError::UnsupportedVersion {
+                found: config.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
+        let key = Self::load_key(&*backend).map_err(|e| match e {
+            StoreError::NotARepository { reason, .. } => not_repo(reason),
+            other => other,
+        })?;
+        let cache_root = match cache_dir {
+            Some(d) => d.to_owned(),
+            None => default_cache_dir()
+                .ok_or_else(|| not_repo("no cache directory: set --cache-dir".into()))?,
+        };
+        let catalog_dir = cache_root.join(&config.id);
+        fs::create_dir_all(&catalog_dir)
+            .ctx(|| format!("creating cache directory {}", catalog_dir.display()))?;
+        let catalog = Catalog::open(&catalog_dir.join("catalog.sqlite"))?;
+        let repo = Self {
+            backend,
+            root: path.to_owned(),
+            config,
+            key,
+            catalog: Mutex::new(catalog),
+            catalog_dir,
+            writer: Mutex::new(PackWriter::new()),
+            session: Mutex::new(Session::default()),
+        };
+        repo.sync_catalog()?;
+        Ok(repo)
+    }
+
+    fn load_key(backend: &dyn Backend) -> Result<MasterKey> {
+        let mut names = backend.list("keys")?;
+        names.sort();
+        let mut last_error = None;
+        for name in names {
+            let bytes = backend.read(&format!("keys/{name}"))?;
+            match serde_json::from_slice::<KeyFile>(&bytes) {
+                Ok(k) if k.kdf == "none" => return Ok(k.key),
+                Ok(k) => last_error = Some(format!("key {name} uses unknown kdf {:?}", k.kdf)),
+                Err(e) => last_error = Some(format!("key {name} is unreadable: {e}")),
+            }
+        }
+        Err(StoreError::NotARepository {
+            path: PathBuf::new(),
+            reason: last_error.unwrap_or_else(|| "it has no key file".into()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The directory holding this repository's catalog.
+    pub fn cache_dir(&self) -> &Path {
+        &self.catalog_dir
+    }
+
+    /// Bytes this process has written to the repository.
+    pub fn bytes_written(&self) -> u64 {
+        self.backend.bytes_written()
+    }
+
+    /// Takes a lock; the notices describe stale locks that were removed.
+    pub fn lock(&self, exclusive: bool) -> Result<(Lock, Vec<String>)> {
+        let mut notices = Vec::new();
+        let lock = Lock::acquire(self.backend.clone(), &self.key, exclusive, &mut notices)?;
+        Ok((lock, notices))
+    }
+
+    fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
+        self.catalog.lock().expect("catalog mutex is never poisoned by a panic")
+    }
+
+    /// Brings the catalog in line with `index/` and `snapshots/`: new files are read, vanished
+    /// ones forgotten.
+    pub fn sync_catalog(&self) -> Result<()> {
+        let listed: HashSet<IndexId> = parse_names(self.backend.list("index")?);
+        let known = self.catalog().index_files()?;
+        for id in known.difference(&listed) {
+            self.catalog().remove_segment(id)?;
+        }
+        for id in listed.difference(&known) {
+            let packs = self.read_segment(id)?;
+            self.catalog().add_segment(id, &packs)?;
+        }
+        let listed: HashSet<SnapshotId> = parse_names(self.backend.list("snapshots")?);
+        let known = self.catalog().snapshot_ids()?;
+        for id in known.difference(&listed) {
+            self.catalog().remove_snapshot(id)?;
+        }
+        for id in listed.difference(&known) {
+            let snap = self.read_snapshot(id)?;
+            let json = serde_json::to_string(&snap).expect("snapshots serialize");
+            self.catalog()
+                .add_snapshot(id, &snap.time.to_rfc3339(), &json)?;
+        }
+        Ok(())
+    }
+
+    fn read_segment(&self, id: &IndexId) -> Result<Vec<IndexedPack>> {
+        let bytes = self.backend.read(&index_path(id))?;
+        check_file_hash(&bytes, &id.0, || format!("index segment {id}"))?;
+        decode_segment(&self.key, id, &bytes)
+    }
+
+    /// Reads and authenticates a snapshot manifest from the repository.
+    pub fn read_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let bytes = self.backend.read(&snapshot_path(id))?;
+        let object = || format!("snapshot {id}");
+        check_file_hash(&bytes, &id.0, object)?;
+        let plain = self.key.open(&bytes, &object)?;
+        serde_json::from_slice(&plain).map_err(|e| StoreError::corrupt(object(), e.to_string()))
+    }
+
+    /// The ID a blob with this plaintext has.
+    pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
+        self.key.blob_id(plaintext)
+    }
+
+    /// Stores blobs the repository does not have yet. Hashing and compression run in parallel;
+    /// the duplicate check is one catalog transaction for the batch. Safe to call from many
+    /// threads at once; a blob is stored once even when several threads offer it.
+    pub fn save_blobs(&self, kind: BlobKind, blobs: &[&[u8]]) -> Result<Vec<SavedBlob>> {
+        let ids: Vec<BlobId> = blobs.par_iter().map(|b| self.key.blob_id(b)).collect();
+        let mut fresh = vec![false; ids.len()];
+        {
+            let mut session = self.session.lock().expect("session mutex");
+            let known = self.catalog().contains_many(&ids)?;
+            for (i, id) in ids.iter().enumerate() {
+                if !known[i] && session.pending.insert(*id) {
+                    fresh[i] = true;
+                }
+            }
+        }
+        let sealed: Vec<Option<Vec<u8>>> = blobs
+            .par_iter()
+            .zip(&fresh)
+            .map(|(b, &f)| f.then(|| self.key.seal(b, true)))
+            .collect();
+        let mut full = Vec::new();
+        {
+            let mut writer = self.writer.lock().expect("writer mutex");
+            for (i, s) in sealed.iter().enumerate() {
+                if let Some(envelope) = s {
+                    writer.add(kind, ids[i], blobs[i].len() as u64, envelope);
+                    if writer.is_full() {
+                        full.push(std::mem::take(&mut *writer));
+                    }
+                }
+            }
+        }
+        for w in full {
+            self.write_pack(w)?;
+        }
+        Ok(ids
+            .iter()
+            .zip(blobs)
+            .zip(fresh)
+            .map(|((id, b), new)| SavedBlob {
+                id: *id,
+                size: b.len() as u64,
+                new,
+            })
+            .collect())
+    }
+
+    fn write_pack(&self, writer: PackWriter) -> Result<()> {
+        let (id, bytes, entries) = writer.finish(&self.key);
+        self.backend.write(&pack_path(&id), &bytes)?;
+        let ready = {
+            let mut session = self.session.lock().expect("session mutex");
+            session.unindexed.push(IndexedPack {
+                id,
+                size: bytes.len() as u64,
+                entries,
+            });
+            if session.unindexed.len() >= PACKS_PER_SEGMENT {
+                std::mem::take(&mut session.unindexed)
+            } else {
+                Vec::new()
+            }
+        };
+        self.write_segment(ready)
+    }
+
+    /// Writes an index segment for packs already durable, then records it in the catalog.
+    fn write_segment(&self, packs: Vec<IndexedPack>) -> Result<()> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let (id, bytes) = encode_segment(&self.key, &packs);
+        self.backend.write(&index_path(&id), &bytes)?;
+        let mut session = self.session.lock().expect("session mutex");
+        self.catalog().add_segment(&id, &packs)?;
+        for p in &packs {
+            for e in &p.entries {
+                session.pending.remove(&e.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the open pack and an index segment for every pack not yet indexed. After this,
+    /// every blob saved so far is durable and indexed.
+    pub fn flush(&self) -> Result<()> {
+        let last = std::mem::take(&mut *self.writer.lock().expect("writer mutex"));
+        if !last.is_empty() {
+            self.write_pack(last)?;
+        }
+        let rest = std::mem::take(&mut self.session.lock().expect("session mutex").unindexed);
+        self.write_segment(rest)
+    }
+
+    pub fn save_tree(&self, tree: &Tree) -> Result<TreeId> {
+        let bytes = tree.to_bytes();
+        Ok(self.save_blobs(BlobKind::Tree, &[&bytes])?[0].id)
+    }
+
+    /// Stores a serialized chunk list (for [`crate::tree::ContentBuilder`]).
+    pub fn save_list(&self, bytes: Vec<u8>) -> Result<BlobId> {
+        Ok(self.save_blobs(BlobKind::Tree, &[&bytes])?[0].id)
+    }
+
+    /// Flushes everything saved, then writes the snapshot manifest: the commit point.
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(SnapshotId, u64)> {
+        self.flush()?;
+        let json = serde_json::to_vec(snapshot).expect("snapshots serialize");
+        let sealed = self.key.seal(&json, true);
+        let id = SnapshotId(*blake3::hash(&sealed).as_bytes());
+        self.backend.write(&snapshot_path(&id), &sealed)?;
+        let text = String::from_utf8(json).expect("JSON is UTF-8");
+        self.catalog()
+            .add_snapshot(&id, &snapshot.time.to_rfc3339(), &text)?;
+        Ok((id, sealed.len() as u64))
+    }
+
+    pub fn locate(&self, id: &BlobId) -> Result<BlobLocation> {
+        self.catalog()
+            .locate(id)?
+            .ok_or_else(|| StoreError::BlobNotFound(id.to_string()))
+    }
+
+    /// Reads a blob, authenticates it and checks that it hashes to its ID.
+    pub fn load_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self.locate(id)?;
+        let object = || format!("pack {} blob {id}", loc.pack);
+        let envelope = self
+            .backend
+            .read_at(&pack_path(&loc.pack), loc.offset, loc.length)
+            .map_err(|e| match e {
+                StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                    StoreError::corrupt(object(), "the pack is missing")
+                }
+                StoreError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    StoreError::corrupt(object(), "the pack is truncated")
+                }
+                other => other,
+            })?;
+        let plain = self.key.open(&envelope, &object)?;
+        if self.key.blob_id(&plain) != *id {
+            return Err(StoreError::corrupt(object(), "content does not match its ID"));
+        }
+        Ok(plain)
+    }
+
+    pub fn load_tree(&self, id: &TreeId) -> Result<Tree> {
+        Tree::from_bytes(&self.load_blob(id)?, id)
+    }
+
+    /// Every chunk of a content, in order, loading list blobs as needed.
+    pub fn chunks<'a>(&'a self, content: &Content) -> ChunkIter<'a> {
+        ChunkIter {
+            repo: self,
+            stack: vec![(content.depth, content.entries.clone().into_iter())],
+        }
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let mut out = Vec::new();
+        for (id, json) in self.catalog().snapshot_manifests()? {
+            let snap: Snapshot = serde_json::from_str(&json).map_err(|e| {
+                StoreError::corrupt(format!("cached snapshot {id}"), e.to_string())
+            })?;
+            out.push((id, snap));
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Resolves a full ID, a unique prefix, or `latest`.
+    pub fn resolve_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        let mut all = self.snapshots()?;
+        if spec == "latest" {
+            return all
+                .pop()
+                .ok_or_else(|| StoreError::SnapshotNotFound(spec.to_string()));
+        }
+        let prefix: IdPrefix = spec.parse()?;
+        let mut matches: Vec<_> = all
+            .into_iter()
+            .filter(|(id, _)| prefix.matches(&id.to_hex()))
+            .collect();
+        match matches.len() {
+            0 => Err(StoreError::SnapshotNotFound(spec.to_string())),
+            1 => Ok(matches.pop().expect("one match")),
+            _ => Err(StoreError::AmbiguousSnapshot {
+                prefix: spec.to_string(),
+                candidates: matches.iter().map(|(id, _)| id.short()).collect(),
+            }),
+        }
+    }
+
+    /// The node at `path` (components separated by `/`) under the tree `root`; the empty path
+    /// is the root directory itself.
+    pub fn find_node(&self, root: &TreeId, path: &str) -> Result<Option<crate::tree::Node>> {
+        let mut node = crate::tree::Node::new("", crate::tree::NodeKind::Dir);
+        node.subtree = Some(*root);
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            let Some(subtree) = node.subtree else {
+                return Ok(None);
+            };
+            match self.load_tree(&subtree)?.find(part.as_bytes()) {
+                Some(n) => node = n.clone(),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(node))
+    }
+
+    /// Lists the packs under `data/`.
+    pub fn list_packs(&self) -> Result<Vec<PackId>> {
+        let mut out = Vec::new();
+        for i in 0..=255u8 {
+            out.extend(parse_names::<PackId>(
+                self.backend.list(&format!("data/{}", hex::encode([i])))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Rebuilds `index/` from the pack trailers: writes new segments listing every readable
+    /// pack, then removes the old segments, then refreshes the catalog. Needs an exclusive lock.
+    pub fn repair_index(&self) -> Result<RepairReport> {
+        let mut report = RepairReport::default();
+        let packs = self.list_packs()?;
+        let results: Vec<(PackId, Result<(u64, Vec<crate::pack::PackEntry>)>)> = packs
+            .par_iter()
+            .map(|id| (*id, read_trailer(&*self.backend, &self.key, id)))
+            .collect();
+        let mut indexed = Vec::new();
+        for (id, r) in results {
+            match r {
+                Ok((size, entries)) => {
+                    report.packs_indexed += 1;
+                    report.blobs_indexed += entries.len() as u64;
+                    indexed.push(IndexedPack { id, size, entries });
+                }
+                Err(e) => report.damaged_packs.push(format!("{e}")),
+            }
+        }
+        let old: HashSet<IndexId> = parse_names(self.backend.list("index")?);
+        let mut new = HashSet::new();
+        for chunk in indexed.chunks(PACKS_PER_SEGMENT) {
+            let (id, bytes) = encode_segment(&self.key, chunk);
+            self.backend.write(&index_path(&id), &bytes)?;
+            new.insert(id);
+        }
+        for id in old.difference(&new) {
+            self.backend.remove(&index_path(id))?;
+            report.segments_removed += 1;
+        }
+        self.sync_catalog()?;
+        Ok(report)
+    }
+}
+
+/// Verifies that a file's bytes hash to the ID it is named after.
+fn check_file_hash(bytes: &[u8], id: &[u8; 32], object: impl Fn() -> String) -> Result<()> {
+    if blake3::hash(bytes).as_bytes() != id {
+        return Err(StoreError::corrupt(
+            object(),
+            "file content does not match its name",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_names<T: std::str::FromStr + std::hash::Hash + Eq>(names: Vec<String>) -> HashSet<T>
+where
+    HashSet<T>: FromIterator<T>,
+{
+    names.iter().filter_map(|n| n.parse().ok()).collect()
+}
+
+/// Iterator over the data chunks of a content (see [`Repository::chunks`]).
+pub struct ChunkIter<'a> {
+    repo: &'a Repository,
+    stack: Vec<(u8, std::vec::IntoIter<ContentEntry>)>,
+}
+
+impl Iterator for ChunkIter<'_> {
+    type Item = Result<ContentEntry>;
+
+    fn next(&mut self) -> Option<Result<ContentEntry>> {
+        loop {
+            let (depth, iter) = self.stack.last_mut()?;
+            let depth = *depth;
+            match iter.next() {
+                None => {
+                    self.stack.pop();
+                }
+                Some(e) if depth == 0 => return Some(Ok(e)),
+                Some(ContentEntry(id, size)) => {
+                    let list = match self
+                        .repo
+                        .load_blob(&id)
+                        .and_then(|b| decode_list(&b, &id))
+                    {
+                        Ok(l) => l,
+                        Err(e) => {
+                            self.stack.clear();
+                            return Some(Err(e));
+                        }
+                    };
+                    if list.iter().map(|e| e.1).sum::<u64>() != size {
+                        self.stack.clear();
+                        return Some(Err(StoreError::corrupt(
+                            format!("chunk list {id}"),
+                            "sizes do not add up to the parent's",
+                        )));
+                    }
+                    self.stack.push((depth - 1, list.into_iter()));
+                }
+            }
+        }
+    }
+}
