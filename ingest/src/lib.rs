@@ -1,1 +1,11 @@
-//! placeholder
+//! Sources → snapshot trees: file trees, standard input and command output, chunked and stored.
+//! Uses the chunker and the store; must not use clap, indicatif or anyhow.
+
+mod archiver;
+mod error;
+mod fs;
+mod stream;
+
+pub use archiver::{ArchiveOutcome, Archiver, BackupStats, Source};
+pub use error::IngestError;
+pub use stream::store_stream;

@@ -28,8 +28,6 @@ pub trait Backend: Send + Sync {
     fn list(&self, dir: &str) -> Result<Vec<String>>;
     /// Removes a file; removing a missing file is not an error.
     fn remove(&self, path: &str) -> Result<()>;
-    /// Bytes written by `write` since this backend was opened.
-    fn bytes_written(&self) -> u64;
 }
 
 /// Suffix of files being written; never listed, and removed by maintenance when left over.
@@ -38,15 +36,11 @@ pub const TEMP_MARKER: &str = ".tmp-";
 /// A repository in a local directory or on a mounted network share.
 pub struct LocalBackend {
     root: PathBuf,
-    written: std::sync::atomic::AtomicU64,
 }
 
 impl LocalBackend {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self {
-            root: root.into(),
-            written: Default::default(),
-        }
+        Self { root: root.into() }
     }
 
     pub fn root(&self) -> &Path {
@@ -114,10 +108,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 
 impl Backend for LocalBackend {
     fn write(&self, path: &str, data: &[u8]) -> Result<()> {
-        write_atomic(&self.full(path), data)?;
-        self.written
-            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        write_atomic(&self.full(path), data)
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>> {
@@ -130,8 +121,13 @@ impl Backend for LocalBackend {
         let f = File::open(&p).ctx(|| format!("opening {}", p.display()))?;
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
         let mut buf = vec![0u8; len.ctx(|| format!("reading {}", p.display()))?];
-        f.read_exact_at(&mut buf, offset)
-            .ctx(|| format!("reading {} bytes at offset {offset} of {}", buf.len(), p.display()))?;
+        f.read_exact_at(&mut buf, offset).ctx(|| {
+            format!(
+                "reading {} bytes at offset {offset} of {}",
+                buf.len(),
+                p.display()
+            )
+        })?;
         Ok(buf)
     }
 
@@ -168,10 +164,6 @@ impl Backend for LocalBackend {
             Err(e) => Err(e).ctx(|| format!("removing {}", p.display())),
         }
     }
-
-    fn bytes_written(&self) -> u64 {
-        self.written.load(std::sync::atomic::Ordering::Relaxed)
-    }
 }
 
 #[cfg(test)]
@@ -191,7 +183,6 @@ mod tests {
         assert_eq!(b.list("missing").unwrap(), Vec::<String>::new());
         fs::write(dir.path().join("index/x.tmp-0000"), b"partial").unwrap();
         assert_eq!(b.list("index").unwrap(), vec!["abc".to_string()]);
-        assert_eq!(b.bytes_written(), 5);
         b.remove("index/abc").unwrap();
         b.remove("index/abc").unwrap();
         assert!(b.read("index/abc").is_err());

@@ -77,7 +77,8 @@ impl Catalog {
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(120))
             .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         let mut catalog = Self {
@@ -182,7 +183,9 @@ impl Catalog {
                 )
                 .map_err(e)?;
             for p in packs {
-                add_pack.execute(params![&p.id.0, to_i64(p.size)]).map_err(e)?;
+                add_pack
+                    .execute(params![&p.id.0, to_i64(p.size)])
+                    .map_err(e)?;
                 let row: i64 = pack_row.query_row([&p.id.0], |r| r.get(0)).map_err(e)?;
                 link.execute(params![index_row, row]).map_err(e)?;
                 for b in &p.entries {
@@ -324,7 +327,9 @@ impl Catalog {
     pub fn counts(&self) -> Result<(u64, u64)> {
         let blobs: i64 = self
             .conn
-            .query_row("SELECT count(DISTINCT blob_id) FROM blobs", [], |r| r.get(0))
+            .query_row("SELECT count(DISTINCT blob_id) FROM blobs", [], |r| {
+                r.get(0)
+            })
             .map_err(|e| self.err(e))?;
         let packs: i64 = self
             .conn
@@ -369,7 +374,8 @@ mod tests {
         let mut c = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
         let (s1, s2) = (IndexId([1; 32]), IndexId([2; 32]));
         c.add_segment(&s1, &[pack(10, &[1, 2])]).unwrap();
-        c.add_segment(&s2, &[pack(10, &[1, 2]), pack(11, &[3])]).unwrap();
+        c.add_segment(&s2, &[pack(10, &[1, 2]), pack(11, &[3])])
+            .unwrap();
         let ids = [BlobId([1; 32]), BlobId([3; 32]), BlobId([9; 32])];
         assert_eq!(c.contains_many(&ids).unwrap(), vec![true, true, false]);
         assert_eq!(c.locate(&BlobId([2; 32])).unwrap().unwrap().offset, 10);

@@ -162,7 +162,10 @@ mod tests {
         let mut random = vec![0u8; 4096];
         getrandom::getrandom(&mut random).unwrap();
         let sealed = key.seal(&random, true);
-        assert_eq!(sealed[1], COMPRESSION_NONE, "incompressible data is kept raw");
+        assert_eq!(
+            sealed[1], COMPRESSION_NONE,
+            "incompressible data is kept raw"
+        );
         assert_eq!(sealed.len(), random.len() + 2 + MAC_LEN);
         assert_eq!(key.open(&sealed, &name).unwrap(), random);
         assert_eq!(key.open(&key.seal(b"", true), &name).unwrap(), b"");

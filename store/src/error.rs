@@ -15,7 +15,9 @@ pub enum StoreError {
     NotARepository { path: PathBuf, reason: String },
     #[error("{path}: already exists and is not empty")]
     AlreadyExists { path: PathBuf },
-    #[error("repository format version {found} is not supported (this build reads version {supported})")]
+    #[error(
+        "repository format version {found} is not supported (this build reads version {supported})"
+    )]
     UnsupportedVersion { found: u32, supported: u32 },
     #[error("repository is locked: {holder}")]
     Locked { holder: String },

@@ -52,7 +52,11 @@ impl LockInfo {
     pub fn describe(&self) -> String {
         format!(
             "{} lock by {}@{} (pid {}) since {}",
-            if self.exclusive { "exclusive" } else { "shared" },
+            if self.exclusive {
+                "exclusive"
+            } else {
+                "shared"
+            },
             self.username,
             self.host,
             self.pid,
@@ -156,10 +160,7 @@ impl Lock {
         let now = Utc::now();
         for (name, info) in others {
             if let Some(reason) = info.stale_reason(now) {
-                notices.push(format!(
-                    "removed stale {} ({reason})",
-                    info.describe()
-                ));
+                notices.push(format!("removed stale {} ({reason})", info.describe()));
                 backend.remove(&lock_path(&name))?;
             } else if exclusive || info.exclusive {
                 let _ = backend.remove(&lock_path(&own));
@@ -233,7 +234,11 @@ mod tests {
         let _s2 = Lock::acquire(b.clone(), &key, false, &mut notes).unwrap();
         let err = Lock::acquire(b.clone(), &key, true, &mut notes).unwrap_err();
         assert!(matches!(err, StoreError::Locked { .. }), "{err}");
-        assert_eq!(b.list("locks").unwrap().len(), 2, "the failed attempt left nothing");
+        assert_eq!(
+            b.list("locks").unwrap().len(),
+            2,
+            "the failed attempt left nothing"
+        );
         drop(s1);
         drop(_s2);
         assert!(b.list("locks").unwrap().is_empty());
@@ -259,7 +264,9 @@ mod tests {
         let mut notes = Vec::new();
         let _l = Lock::acquire(b.clone(), &key, true, &mut notes).unwrap();
         assert_eq!(notes.len(), 2, "{notes:?}");
-        assert!(notes.iter().any(|n| n.contains("not refreshed for 31 minutes")));
+        assert!(notes
+            .iter()
+            .any(|n| n.contains("not refreshed for 31 minutes")));
         assert!(notes.iter().any(|n| n.contains("process 4194000 is gone")));
         assert_eq!(b.list("locks").unwrap().len(), 1);
     }

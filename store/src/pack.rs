@@ -235,7 +235,10 @@ pub fn read_trailer(
     let object = || format!("pack {id}");
     let size = backend.size(&path)?;
     if size < PACK_MAGIC.len() as u64 + FOOTER_LEN {
-        return Err(StoreError::corrupt(object(), format!("only {size} bytes long")));
+        return Err(StoreError::corrupt(
+            object(),
+            format!("only {size} bytes long"),
+        ));
     }
     let footer = backend.read_at(&path, size - FOOTER_LEN, FOOTER_LEN)?;
     if &footer[4..] != FOOTER_MAGIC {
@@ -246,7 +249,10 @@ pub fn read_trailer(
         .checked_sub(FOOTER_LEN + trailer_len)
         .filter(|&end| end >= PACK_MAGIC.len() as u64)
         .ok_or_else(|| {
-            StoreError::corrupt(object(), format!("trailer length {trailer_len} exceeds pack"))
+            StoreError::corrupt(
+                object(),
+                format!("trailer length {trailer_len} exceeds pack"),
+            )
         })?;
     let sealed = backend.read_at(&path, blobs_end, trailer_len)?;
     let trailer_object = || format!("trailer of pack {id}");
@@ -270,10 +276,19 @@ mod tests {
     use crate::backend::LocalBackend;
     use proptest::prelude::*;
 
-    fn write_pack(dir: &std::path::Path, key: &MasterKey, blobs: &[Vec<u8>]) -> (PackId, Vec<PackEntry>) {
+    fn write_pack(
+        dir: &std::path::Path,
+        key: &MasterKey,
+        blobs: &[Vec<u8>],
+    ) -> (PackId, Vec<PackEntry>) {
         let mut w = PackWriter::new();
         for b in blobs {
-            w.add(BlobKind::Data, key.blob_id(b), b.len() as u64, &key.seal(b, true));
+            w.add(
+                BlobKind::Data,
+                key.blob_id(b),
+                b.len() as u64,
+                &key.seal(b, true),
+            );
         }
         let (id, bytes, entries) = w.finish(key);
         let path = dir.join(pack_path(&id));
@@ -308,7 +323,10 @@ mod tests {
         let path = dir.path().join(pack_path(&id));
         let good = std::fs::read(&path).unwrap();
         let backend = LocalBackend::new(dir.path());
-        for i in (0..good.len()).step_by(7).chain([good.len() - 1, good.len() - 12]) {
+        for i in (0..good.len())
+            .step_by(7)
+            .chain([good.len() - 1, good.len() - 12])
+        {
             let mut bad = good.clone();
             bad[i] ^= 0x40;
             std::fs::write(&path, &bad).unwrap();

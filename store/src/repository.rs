@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -69,6 +70,8 @@ pub struct Repository {
     catalog_dir: PathBuf,
     writer: Mutex<PackWriter>,
     session: Mutex<Session>,
+    /// Bytes of packs, index segments and snapshots this process added to the repository.
+    added: AtomicU64,
 }
 
 /// The default cache directory: the user's cache directory (`$XDG_CACHE_HOME` or
@@ -198,6 +201,7 @@ impl Repository {
             catalog_dir,
             writer: Mutex::new(PackWriter::new()),
             session: Mutex::new(Session::default()),
+            added: AtomicU64::new(0),
         };
         repo.sync_catalog()?;
         Ok(repo)
@@ -238,9 +242,16 @@ impl Repository {
         &self.catalog_dir
     }
 
-    /// Bytes this process has written to the repository.
-    pub fn bytes_written(&self) -> u64 {
-        self.backend.bytes_written()
+    /// Bytes of packs, index segments and snapshot manifests this process has added.
+    pub fn bytes_added(&self) -> u64 {
+        self.added.load(Ordering::Relaxed)
+    }
+
+    /// Writes a repository file and counts it as growth.
+    fn write_counted(&self, path: &str, bytes: &[u8]) -> Result<()> {
+        self.backend.write(path, bytes)?;
+        self.added.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Takes a lock; the notices describe stale locks that were removed.
@@ -251,7 +262,9 @@ impl Repository {
     }
 
     fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
-        self.catalog.lock().expect("catalog mutex is never poisoned by a panic")
+        self.catalog
+            .lock()
+            .expect("catalog mutex is never poisoned by a panic")
     }
 
     /// Brings the catalog in line with `index/` and `snapshots/`: new files are read, vanished
@@ -349,7 +362,7 @@ impl Repository {
 
     fn write_pack(&self, writer: PackWriter) -> Result<()> {
         let (id, bytes, entries) = writer.finish(&self.key);
-        self.backend.write(&pack_path(&id), &bytes)?;
+        self.write_counted(&pack_path(&id), &bytes)?;
         let ready = {
             let mut session = self.session.lock().expect("session mutex");
             session.unindexed.push(IndexedPack {
@@ -372,7 +385,7 @@ impl Repository {
             return Ok(());
         }
         let (id, bytes) = encode_segment(&self.key, &packs);
-        self.backend.write(&index_path(&id), &bytes)?;
+        self.write_counted(&index_path(&id), &bytes)?;
         let mut session = self.session.lock().expect("session mutex");
         self.catalog().add_segment(&id, &packs)?;
         for p in &packs {
@@ -410,7 +423,7 @@ impl Repository {
         let json = serde_json::to_vec(snapshot).expect("snapshots serialize");
         let sealed = self.key.seal(&json, true);
         let id = SnapshotId(*blake3::hash(&sealed).as_bytes());
-        self.backend.write(&snapshot_path(&id), &sealed)?;
+        self.write_counted(&snapshot_path(&id), &sealed)?;
         let text = String::from_utf8(json).expect("JSON is UTF-8");
         self.catalog()
             .add_snapshot(&id, &snapshot.time.to_rfc3339(), &text)?;
@@ -443,7 +456,10 @@ impl Repository {
             })?;
         let plain = self.key.open(&envelope, &object)?;
         if self.key.blob_id(&plain) != *id {
-            return Err(StoreError::corrupt(object(), "content does not match its ID"));
+            return Err(StoreError::corrupt(
+                object(),
+                "content does not match its ID",
+            ));
         }
         Ok(plain)
     }
@@ -464,9 +480,8 @@ impl Repository {
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let mut out = Vec::new();
         for (id, json) in self.catalog().snapshot_manifests()? {
-            let snap: Snapshot = serde_json::from_str(&json).map_err(|e| {
-                StoreError::corrupt(format!("cached snapshot {id}"), e.to_string())
-            })?;
+            let snap: Snapshot = serde_json::from_str(&json)
+                .map_err(|e| StoreError::corrupt(format!("cached snapshot {id}"), e.to_string()))?;
             out.push((id, snap));
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
@@ -529,10 +544,11 @@ impl Repository {
     pub fn repair_index(&self) -> Result<RepairReport> {
         let mut report = RepairReport::default();
         let packs = self.list_packs()?;
-        let results: Vec<(PackId, Result<(u64, Vec<crate::pack::PackEntry>)>)> = packs
+        let results: Vec<_> = packs
             .par_iter()
             .map(|id| (*id, read_trailer(&*self.backend, &self.key, id)))
             .collect();
+
         let mut indexed = Vec::new();
         for (id, r) in results {
             match r {
@@ -597,11 +613,7 @@ impl Iterator for ChunkIter<'_> {
                 }
                 Some(e) if depth == 0 => return Some(Ok(e)),
                 Some(ContentEntry(id, size)) => {
-                    let list = match self
-                        .repo
-                        .load_blob(&id)
-                        .and_then(|b| decode_list(&b, &id))
-                    {
+                    let list = match self.repo.load_blob(&id).and_then(|b| decode_list(&b, &id)) {
                         Ok(l) => l,
                         Err(e) => {
                             self.stack.clear();

@@ -77,8 +77,7 @@ pub fn restore(
         is_root: unsafe { libc::geteuid() } == 0,
         dir_times: Mutex::new(Vec::new()),
     };
-    fs::create_dir_all(&options.target)
-        .ctx(|| format!("creating {}", options.target.display()))?;
+    fs::create_dir_all(&options.target).ctx(|| format!("creating {}", options.target.display()))?;
     r.restore_tree(tree, &options.target, &[])?;
     let mut dirs = r.dir_times.into_inner().expect("dir_times mutex");
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
@@ -228,7 +227,10 @@ fn set_metadata(path: &Path, node: &Node, is_root: bool) -> Result<()> {
 }
 
 fn filetime_from_ns(ns: i64) -> filetime::FileTime {
-    filetime::FileTime::from_unix_time(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
+    filetime::FileTime::from_unix_time(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
 }
 
 #[cfg(test)]

@@ -257,7 +257,11 @@ impl ContentBuilder {
     }
 
     /// Saves the open list of `level` as a blob and pushes its entry one level up.
-    fn close(&mut self, level: usize, save: &mut dyn FnMut(Vec<u8>) -> Result<BlobId>) -> Result<()> {
+    fn close(
+        &mut self,
+        level: usize,
+        save: &mut dyn FnMut(Vec<u8>) -> Result<BlobId>,
+    ) -> Result<()> {
         let list = std::mem::take(&mut self.levels[level]);
         let size = list.iter().map(|e| e.1).sum();
         let id = save(encode_list(&list))?;
@@ -310,7 +314,12 @@ mod tests {
     }
 
     fn flatten(c: &Content, store: &HashMap<BlobId, Vec<u8>>) -> Vec<ContentEntry> {
-        fn walk(depth: u8, list: &[ContentEntry], store: &HashMap<BlobId, Vec<u8>>, out: &mut Vec<ContentEntry>) {
+        fn walk(
+            depth: u8,
+            list: &[ContentEntry],
+            store: &HashMap<BlobId, Vec<u8>>,
+            out: &mut Vec<ContentEntry>,
+        ) {
             for e in list {
                 if depth == 0 {
                     out.push(*e);
@@ -363,7 +372,10 @@ mod tests {
         let id = BlobId([0; 32]);
         let back = Tree::from_bytes(&t.to_bytes(), &id).unwrap();
         assert_eq!(back, t);
-        assert_eq!(back.find(b"a\xff").unwrap().name_raw.as_deref(), Some("61ff"));
+        assert_eq!(
+            back.find(b"a\xff").unwrap().name_raw.as_deref(),
+            Some("61ff")
+        );
         assert!(Tree::from_bytes(b"{nope", &id).is_err());
     }
 }

@@ -1,0 +1,190 @@
+//! File trees: directories walked one level at a time, entries archived in parallel.
+
+use std::fs::{File, Metadata};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use cairn_store::{Node, NodeKind, Tree};
+use rayon::prelude::*;
+use walkdir::WalkDir;
+
+use crate::archiver::Archiver;
+use crate::error::{display, IngestError, Result};
+use crate::stream::store_stream;
+
+fn base_node(name: &[u8], kind: NodeKind, meta: &Metadata) -> Node {
+    let mut node = Node::new(String::new(), kind);
+    node.set_name_bytes(name);
+    node.mode = meta.mode() & 0o7777;
+    node.mtime_ns = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
+    node.ctime_ns = meta.ctime() * 1_000_000_000 + meta.ctime_nsec();
+    node.inode = meta.ino();
+    node.uid = meta.uid();
+    node.gid = meta.gid();
+    node
+}
+
+impl Archiver<'_> {
+    /// Archives the file, directory or symlink at `path` as a node named `name`. Returns `None`
+    /// (with a warning) when it cannot be read; fails only when the repository fails.
+    pub(crate) fn archive_path(
+        &self,
+        path: &Path,
+        name: &[u8],
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.warn(format!("{}: {e}", display(path)));
+                return Ok(None);
+            }
+        };
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            self.archive_dir(path, name, &meta, parent)
+        } else if ft.is_file() {
+            self.archive_file(path, name, &meta, parent)
+        } else if ft.is_symlink() {
+            match std::fs::read_link(path) {
+                Ok(target) => {
+                    let mut node = base_node(name, NodeKind::Symlink, &meta);
+                    node.set_target_bytes(target.as_os_str().as_bytes());
+                    Ok(Some(node))
+                }
+                Err(e) => {
+                    self.warn(format!("{}: reading symlink: {e}", display(path)));
+                    Ok(None)
+                }
+            }
+        } else {
+            let kind = if ft.is_fifo() {
+                "named pipe"
+            } else if ft.is_socket() {
+                "socket"
+            } else {
+                "device"
+            };
+            self.warn(format!("{}: skipped ({kind})", display(path)));
+            Ok(None)
+        }
+    }
+
+    fn archive_dir(
+        &self,
+        path: &Path,
+        name: &[u8],
+        meta: &Metadata,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        let mut children: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        for entry in WalkDir::new(path)
+            .min_depth(1)
+            .max_depth(1)
+            .follow_links(false)
+        {
+            match entry {
+                Ok(e) => {
+                    if !self.excludes.excluded(e.path(), e.file_name()) {
+                        children.push((e.path().to_owned(), e.file_name().as_bytes().to_vec()));
+                    }
+                }
+                Err(e) => {
+                    let at = e.path().map(display).unwrap_or_else(|| display(path));
+                    let reason = e
+                        .io_error()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| e.to_string());
+                    self.warn(format!("{at}: {reason}"));
+                    if e.depth() == 0 {
+                        // The directory itself cannot be listed: leave it out.
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        let parent_tree = match parent
+            .filter(|p| p.kind == NodeKind::Dir)
+            .and_then(|p| p.subtree)
+        {
+            Some(id) => Some(self.repo.load_tree(&id)?),
+            None => None,
+        };
+        let nodes: Vec<Option<Node>> = children
+            .par_iter()
+            .map(|(child, child_name)| {
+                let prev = parent_tree.as_ref().and_then(|t| t.find(child_name));
+                self.archive_path(child, child_name, prev)
+            })
+            .collect::<Result<_>>()?;
+        let tree = Tree::new(nodes.into_iter().flatten().collect());
+        let mut node = base_node(name, NodeKind::Dir, meta);
+        node.subtree = Some(self.repo.save_tree(&tree)?);
+        self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(node))
+    }
+
+    fn archive_file(
+        &self,
+        path: &Path,
+        name: &[u8],
+        meta: &Metadata,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        let mut node = base_node(name, NodeKind::File, meta);
+        if let Some(prev) = parent.filter(|p| {
+            p.kind == NodeKind::File
+                && p.size == meta.len()
+                && p.mtime_ns == node.mtime_ns
+                && p.ctime_ns == node.ctime_ns
+                && p.inode == node.inode
+                && p.content.is_some()
+        }) {
+            node.size = prev.size;
+            node.content = prev.content.clone();
+            self.counters
+                .files_unmodified
+                .fetch_add(1, Ordering::Relaxed);
+            self.progress.file_done();
+            return Ok(Some(node));
+        }
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.warn(format!("{}: {e}", display(path)));
+                return Ok(None);
+            }
+        };
+        let what = display(path);
+        let stored = match store_stream(self.repo, &self.chunker, &mut file, &what, self.progress) {
+            Ok(s) => s,
+            Err(IngestError::Io { context, source }) => {
+                self.warn(format!("{context}: {source}"));
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        if stored.size != meta.len() {
+            self.warn(format!(
+                "{what}: changed while being read ({} bytes before, {} read)",
+                meta.len(),
+                stored.size
+            ));
+        }
+        node.size = stored.size;
+        node.content = Some(stored.content);
+        let c = &self.counters;
+        c.bytes_read.fetch_add(stored.size, Ordering::Relaxed);
+        c.chunks_new.fetch_add(stored.chunks_new, Ordering::Relaxed);
+        let counter = if parent.is_some() {
+            &c.files_changed
+        } else {
+            &c.files_new
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.progress.file_done();
+        Ok(Some(node))
+    }
+}
