@@ -1,1 +1,10 @@
+//! End-to-end tests: the built `cairn` binary in a cleared environment.
+//!
+//! Repositories are created under `CAIRN_TEST_SHARE` when it is set (CI points it at a mounted
+//! SMB share), otherwise in a temporary directory.
 
+mod backup;
+mod crash;
+mod errors;
+mod harness;
+mod repair;
