@@ -111,7 +111,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             || matches!(c.downcast_ref::<cairn_store::StoreError>(),
-                Some(cairn_store::StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe)
+                Some(cairn_store::StoreError::Io { error: source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 

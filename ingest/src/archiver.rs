@@ -291,16 +291,16 @@ impl<'a> Archiver<'a> {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
-            .map_err(|source| IngestError::Io {
+            .map_err(|error| IngestError::Io {
                 context: format!("starting command {command:?}"),
-                source,
+                error,
             })?;
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let result = self.archive_reader(&mut stdout, parts, name, had_parent);
         drop(stdout);
-        let status = child.wait().map_err(|source| IngestError::Io {
+        let status = child.wait().map_err(|error| IngestError::Io {
             context: format!("waiting for command {command:?}"),
-            source,
+            error,
         })?;
         if !status.success() {
             return Err(IngestError::CommandFailed {

@@ -10,11 +10,11 @@ pub type Result<T, E = IngestError> = std::result::Result<T, E>;
 pub enum IngestError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{context}: {source}")]
+    /// The cause is part of the message, not `source()` (see `StoreError::Io`).
+    #[error("{context}: {error}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("command {command:?} failed: {status}")]
     CommandFailed { command: String, status: String },

@@ -160,8 +160,8 @@ impl Archiver<'_> {
         let what = display(path);
         let stored = match store_stream(self.repo, &self.chunker, &mut file, &what, self.progress) {
             Ok(s) => s,
-            Err(IngestError::Io { context, source }) => {
-                self.warn(format!("{context}: {source}"));
+            Err(e @ IngestError::Io { .. }) => {
+                self.warn(e.to_string());
                 return Ok(None);
             }
             Err(e) => return Err(e),

@@ -49,7 +49,7 @@ pub fn store_stream(
                 Err(e) => {
                     return Err(IngestError::Io {
                         context: format!("reading {what}"),
-                        source: e,
+                        error: e,
                     })
                 }
             }

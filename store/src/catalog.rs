@@ -70,9 +70,9 @@ impl Catalog {
     }
 
     fn open_inner(path: &Path) -> Result<Self> {
-        let err = |source| StoreError::Catalog {
+        let err = |error| StoreError::Catalog {
             path: path.to_owned(),
-            source,
+            error,
         };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(120))
@@ -89,10 +89,10 @@ impl Catalog {
         Ok(catalog)
     }
 
-    fn err(&self, source: rusqlite::Error) -> StoreError {
+    fn err(&self, error: rusqlite::Error) -> StoreError {
         StoreError::Catalog {
             path: self.path.clone(),
-            source,
+            error,
         }
     }
 
@@ -339,10 +339,10 @@ impl Catalog {
     }
 }
 
-fn self_err(path: &Path, source: rusqlite::Error) -> StoreError {
+fn self_err(path: &Path, error: rusqlite::Error) -> StoreError {
     StoreError::Catalog {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 

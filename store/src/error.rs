@@ -36,17 +36,14 @@ pub enum StoreError {
     Corrupt { object: String, reason: String },
     #[error("invalid id {input:?}: {reason}")]
     InvalidId { input: String, reason: &'static str },
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("catalog {path}: {source}")]
+    // The cause is part of the message and deliberately not exposed as `source()`: printing
+    // the chain (`{:#}`) would repeat it.
+    #[error("{context}: {error}")]
+    Io { context: String, error: io::Error },
+    #[error("catalog {path}: {error}")]
     Catalog {
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
 }
 
@@ -66,9 +63,9 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| StoreError::Io {
+        self.map_err(|error| StoreError::Io {
             context: context(),
-            source,
+            error,
         })
     }
 }

@@ -118,7 +118,9 @@ pub fn read_locks(
         let bytes = match backend.read(&lock_path(&name)) {
             Ok(b) => b,
             // Removed by its owner since the listing.
-            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(StoreError::Io { error: source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 continue
             }
             Err(e) => return Err(e),

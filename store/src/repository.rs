@@ -444,10 +444,12 @@ impl Repository {
             .backend
             .read_at(&pack_path(&loc.pack), loc.offset, loc.length)
             .map_err(|e| match e {
-                StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                StoreError::Io { error: source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
                     StoreError::corrupt(object(), "the pack is missing")
                 }
-                StoreError::Io { source, .. }
+                StoreError::Io { error: source, .. }
                     if source.kind() == std::io::ErrorKind::UnexpectedEof =>
                 {
                     StoreError::corrupt(object(), "the pack is truncated")

@@ -120,7 +120,7 @@ fn bad_arguments_are_refused() {
 
 #[test]
 fn unreadable_and_missing_sources_give_warnings_and_exit_3() {
-    let env = Env::new();
+    let env = Env::local();
     // Permissions do not stop root: run every command as an unprivileged user then.
     let as_user = |args: &[&str]| {
         let mut cmd = env.process(args);

@@ -26,6 +26,15 @@ impl Env {
         Self { dir, repo_dir }
     }
 
+    /// An environment whose repository is local even when CAIRN_TEST_SHARE is set: for tests
+    /// that run cairn as another user, who cannot reach the root-only FUSE mount of the share.
+    pub fn local() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            repo_dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
     pub fn repo(&self) -> PathBuf {
         self.repo_dir.path().join("repo")
     }
