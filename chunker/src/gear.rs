@@ -6,6 +6,9 @@
 /// so that the constant's origin is the code itself; `golden_gear_table` pins its values.
 pub static GEAR: [u64; 256] = build();
 
+/// `GEAR[i] << 1`, for rolling two bytes per step.
+pub(crate) static GEAR_LS: [u64; 256] = shifted();
+
 const fn splitmix64(state: u64) -> (u64, u64) {
     let state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = state;
@@ -22,6 +25,17 @@ const fn build() -> [u64; 256] {
         let (next, value) = splitmix64(state);
         state = next;
         table[i] = value;
+        i += 1;
+    }
+    table
+}
+
+const fn shifted() -> [u64; 256] {
+    let gear = build();
+    let mut table = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = gear[i] << 1;
         i += 1;
     }
     table
