@@ -253,7 +253,7 @@ impl<'a> Archiver<'a> {
         what: &str,
         had_parent: bool,
     ) -> Result<Node> {
-        let stored = store_stream(self.repo, &self.chunker, reader, what, self.progress)?;
+        let stored = store_stream(self.repo, &self.chunker, reader, what, None, self.progress)?;
         self.counters
             .bytes_read
             .fetch_add(stored.size, Ordering::Relaxed);

@@ -158,7 +158,14 @@ impl Archiver<'_> {
             }
         };
         let what = display(path);
-        let stored = match store_stream(self.repo, &self.chunker, &mut file, &what, self.progress) {
+        let stored = match store_stream(
+            self.repo,
+            &self.chunker,
+            &mut file,
+            &what,
+            Some(meta.len()),
+            self.progress,
+        ) {
             Ok(s) => s,
             Err(e @ IngestError::Io { .. }) => {
                 self.warn(e.to_string());

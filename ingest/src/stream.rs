@@ -20,17 +20,28 @@ pub struct StoredStream {
 }
 
 /// Reads `reader` to its end, cuts it into chunks, stores the new ones and returns the
-/// content. `what` names the stream in errors.
+/// content. `what` names the stream in errors; `size_hint` is its expected length, when known,
+/// so that a small file gets a small buffer.
 pub fn store_stream(
     repo: &Repository,
     chunker: &Chunker,
     reader: &mut dyn Read,
     what: &str,
+    size_hint: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<StoredStream> {
     let max = chunker.params().max() as usize;
-    // buf[..filled] holds bytes read but not yet stored; allocated (and zeroed) once.
-    let mut buf = vec![0u8; BATCH + max];
+    let full = BATCH + max;
+    // buf[..filled] holds bytes read but not yet stored. Zeroing a buffer costs as much as
+    // reading into it, so it starts at the expected size (+1 to see the end) and grows to
+    // `full` only if the stream turns out longer.
+    let start = size_hint.map_or(full, |h| {
+        usize::try_from(h)
+            .unwrap_or(full)
+            .saturating_add(1)
+            .min(full)
+    });
+    let mut buf = vec![0u8; start];
     let mut filled = 0;
     let mut eof = false;
     let mut builder = ContentBuilder::new();
@@ -38,7 +49,13 @@ pub fn store_stream(
     let mut chunks_new = 0u64;
     let mut save_list = |bytes: Vec<u8>| repo.save_list(bytes);
     loop {
-        while !eof && filled < buf.len() {
+        while !eof {
+            if filled == buf.len() {
+                if buf.len() == full {
+                    break;
+                }
+                buf.resize(full, 0);
+            }
             match reader.read(&mut buf[filled..]) {
                 Ok(0) => eof = true,
                 Ok(n) => {
@@ -84,4 +101,72 @@ pub fn store_stream(
         size,
         chunks_new,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_chunker::ChunkerParams;
+    use cairn_store::{ChunkSizes, ChunkerConfig, InitOptions, NoProgress};
+
+    fn repo(dir: &std::path::Path) -> Repository {
+        let p = ChunkerParams::files();
+        let options = InitOptions {
+            chunker: ChunkerConfig {
+                files: ChunkSizes {
+                    min: p.min(),
+                    avg: p.avg(),
+                    max: p.max(),
+                },
+            },
+        };
+        Repository::init(&dir.join("repo"), &options).unwrap();
+        Repository::open(&dir.join("repo"), Some(&dir.join("cache"))).unwrap()
+    }
+
+    /// A reader that hands out at most `step` bytes per call, like a pipe.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(out.len()).min(self.1);
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn content_does_not_depend_on_buffering_or_size_hints() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let chunker = Chunker::new(ChunkerParams::files());
+        let mut data = Vec::new();
+        let mut x = 7u64;
+        while data.len() < 40 << 20 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            data.extend_from_slice(&x.to_le_bytes()[..5]);
+        }
+        let mut results = Vec::new();
+        for (hint, step) in [
+            (None, usize::MAX),
+            (Some(10), 65536),
+            (Some(40 << 20), 1 << 20),
+            (Some(1 << 30), 777),
+        ] {
+            let mut reader = Trickle(&data, step);
+            let s = store_stream(&repo, &chunker, &mut reader, "test", hint, &NoProgress).unwrap();
+            assert_eq!(s.size, data.len() as u64);
+            results.push(s.content);
+        }
+        assert!(results.windows(2).all(|w| w[0] == w[1]));
+        repo.flush().unwrap();
+        let mut restored = Vec::new();
+        for e in repo.chunks(&results[0]) {
+            restored.extend(repo.load_blob(&e.unwrap().0).unwrap());
+        }
+        assert!(restored == data);
+    }
 }

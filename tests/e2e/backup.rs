@@ -302,3 +302,55 @@ fn deleting_the_catalog_loses_nothing() {
         .success();
     assert_same_tree(&src, &target.join("src"));
 }
+
+/// 1 GiB that compresses well (so the test writes little to a share) but cuts into ~300
+/// distinct chunks (many of them at the 4 MiB maximum: zeros give few cut points): a
+/// counter and random words every 4 KiB, zeros between.
+fn gib_stream(mut out: impl std::io::Write) {
+    let mut block = vec![0u8; 4096];
+    let noise = data(1 << 20, 77);
+    for i in 0..(1u64 << 30) / 4096 {
+        block[..8].copy_from_slice(&i.to_le_bytes());
+        let at = (i as usize * 64) % (noise.len() - 64);
+        block[8..72].copy_from_slice(&noise[at..at + 64]);
+        if out.write_all(&block).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn an_unchanged_1_gib_stream_stored_again_adds_under_256_kib() {
+    let env = Env::new();
+    env.init();
+    let run = || {
+        let mut child = env
+            .process(&["backup", "--json", "--stdin-name", "db/big.bak", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || gib_stream(std::io::BufWriter::new(stdin)));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(out.status.success());
+        last_json_line(&out.stdout)
+    };
+    let first = run();
+    assert_eq!(first["bytes_read"], 1u64 << 30);
+    assert!(first["chunks_new"].as_u64().unwrap() > 200, "{first}");
+    let second = run();
+    assert_eq!(second["chunks_new"], 0);
+    let added = second["bytes_added"].as_u64().unwrap();
+    assert!(
+        added < 256 << 10,
+        "the second 1 GiB stream added {added} bytes"
+    );
+    // The chunk list is a hash tree, not inline in the node.
+    let ls = env
+        .cairn(&["ls", "--json", "latest", "db/big.bak"])
+        .output()
+        .unwrap();
+    assert_eq!(last_json_line(&ls.stdout)["size"], 1u64 << 30);
+}
