@@ -154,6 +154,16 @@ impl Repository {
     /// Opens the repository at `path`, with its catalog under `cache_dir` (default:
     /// [`default_cache_dir`]), bringing the catalog up to date with the repository's files.
     pub fn open(path: &Path, cache_dir: Option<&Path>) -> Result<Self> {
+        Self::open_with(Arc::new(LocalBackend::new(path)), path, cache_dir)
+    }
+
+    /// Opens the repository through `backend` (tests inject failures this way); `path` is
+    /// where the backend's files are, for messages and the config.
+    pub fn open_with(
+        backend: Arc<dyn Backend>,
+        path: &Path,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self> {
         let not_repo = |reason: String| StoreError::NotARepository {
             path: path.to_owned(),
             reason,
@@ -178,7 +188,6 @@ impl Repository {
                 supported: FORMAT_VERSION,
             });
         }
-        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
         let key = Self::load_key(&*backend).map_err(|e| match e {
             StoreError::NotARepository { reason, .. } => not_repo(reason),
             other => other,
@@ -362,7 +371,14 @@ impl Repository {
 
     fn write_pack(&self, writer: PackWriter) -> Result<()> {
         let (id, bytes, entries) = writer.finish(&self.key);
-        self.write_counted(&pack_path(&id), &bytes)?;
+        if let Err(e) = self.write_counted(&pack_path(&id), &bytes) {
+            // These blobs are stored nowhere: a later offer must store them again.
+            let mut session = self.session.lock().expect("session mutex");
+            for e in &entries {
+                session.pending.remove(&e.id);
+            }
+            return Err(e);
+        }
         let ready = {
             let mut session = self.session.lock().expect("session mutex");
             session.unindexed.push(IndexedPack {
@@ -379,13 +395,21 @@ impl Repository {
         self.write_segment(ready)
     }
 
-    /// Writes an index segment for packs already durable, then records it in the catalog.
+    /// Writes an index segment for packs already durable, then records it in the catalog. On
+    /// failure the packs wait for the next segment.
     fn write_segment(&self, packs: Vec<IndexedPack>) -> Result<()> {
         if packs.is_empty() {
             return Ok(());
         }
         let (id, bytes) = encode_segment(&self.key, &packs);
-        self.write_counted(&index_path(&id), &bytes)?;
+        if let Err(e) = self.write_counted(&index_path(&id), &bytes) {
+            self.session
+                .lock()
+                .expect("session mutex")
+                .unindexed
+                .extend(packs);
+            return Err(e);
+        }
         let mut session = self.session.lock().expect("session mutex");
         self.catalog().add_segment(&id, &packs)?;
         for p in &packs {
