@@ -21,6 +21,8 @@ pub mod exit {
     pub const NO_REPOSITORY: u8 = 10;
     /// The repository is locked by another process.
     pub const LOCKED: u8 = 11;
+    /// Wrong password, or none given.
+    pub const PASSWORD: u8 = 12;
     /// The repository is damaged (`repair index` found unreadable packs).
     pub const DAMAGED: u8 = 13;
 }
@@ -52,6 +54,9 @@ pub struct Global {
     /// Where the local catalog lives (default: the user's cache directory, then `cairn`).
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
+    /// Read the repository password from the first line of FILE (before CAIRN_PASSWORD).
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,6 +75,8 @@ pub enum Command {
     Dump(cmd::dump::Args),
     /// Repair repository metadata.
     Repair(cmd::repair::Args),
+    /// Manage the passwords (key files) of the repository.
+    Key(cmd::key::Args),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +99,7 @@ fn main() -> ExitCode {
         Command::Restore(a) => cmd::restore::run(&cli.global, a),
         Command::Dump(a) => cmd::dump::run(&cli.global, a),
         Command::Repair(a) => cmd::repair::run(&cli.global, a),
+        Command::Key(a) => cmd::key::run(&cli.global, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -127,6 +135,7 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
         match store {
             Some(StoreError::NotARepository { .. }) => return exit::NO_REPOSITORY,
             Some(StoreError::Locked { .. }) => return exit::LOCKED,
+            Some(StoreError::WrongPassword | StoreError::NoPassword(_)) => return exit::PASSWORD,
             _ => {}
         }
         if cause.downcast_ref::<cmd::NoRepository>().is_some() {

@@ -251,7 +251,7 @@ mod tests {
             x ^= x << 25;
             x ^= x >> 27;
             let v = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
-            if v % 17 == 0 {
+            if v.is_multiple_of(17) {
                 out.extend_from_slice(b"sip:user@contoso.com;");
             } else {
                 out.extend_from_slice(&v.to_le_bytes());

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod dump;
 pub mod init;
+pub mod key;
 pub mod ls;
 pub mod repair;
 pub mod restore;
@@ -11,9 +12,12 @@ pub mod snapshots;
 
 use std::path::PathBuf;
 
+use std::io::IsTerminal;
+
 use anyhow::{Context, Result};
-use cairn_store::{Repository, Snapshot, SnapshotId};
+use cairn_store::{KdfParams, OpenOptions, Repository, Snapshot, SnapshotId, StoreError};
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use crate::Global;
 
@@ -37,9 +41,117 @@ pub fn repo_path(global: &Global) -> Result<PathBuf> {
 }
 
 pub fn open(global: &Global) -> Result<Repository> {
+    open_with(global, true)
+}
+
+/// Opens the repository; `sync: false` skips reading the index (for `repair index`).
+pub fn open_with(global: &Global, sync: bool) -> Result<Repository> {
     let path = repo_path(global)?;
-    Repository::open(&path, global.cache_dir.as_deref())
+    let password = || password(global);
+    let options = OpenOptions {
+        cache_dir: global.cache_dir.as_deref(),
+        password: &password,
+        sync,
+    };
+    Repository::open(&path, &options)
         .with_context(|| format!("opening repository {}", path.display()))
+}
+
+/// Reads the first line of a password file.
+fn password_from_file(path: &std::path::Path) -> Result<Zeroizing<String>, StoreError> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        StoreError::NoPassword(format!("reading password file {}: {e}", path.display()))
+    })?);
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(StoreError::NoPassword(format!(
+            "password file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(Zeroizing::new(line.to_string()))
+}
+
+/// The repository password: `--password-file` (or `CAIRN_PASSWORD_FILE`), then
+/// `CAIRN_PASSWORD`, then a prompt on the terminal (not echoed).
+pub fn password(global: &Global) -> Result<Zeroizing<String>, StoreError> {
+    if let Some(path) = &global.password_file {
+        return password_from_file(path);
+    }
+    if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
+        return Ok(Zeroizing::new(p));
+    }
+    prompt("password for the repository: ", false)
+}
+
+/// A new password (for `init`, `key add`, `key passwd`): `--new-password-file`, then
+/// `CAIRN_NEW_PASSWORD`, then a prompt asked twice. For `init` the repository password
+/// sources come first.
+pub fn new_password(
+    global: &Global,
+    file: Option<&std::path::Path>,
+    for_init: bool,
+) -> Result<Zeroizing<String>, StoreError> {
+    if let Some(path) = file {
+        return password_from_file(path);
+    }
+    if let Ok(p) = std::env::var("CAIRN_NEW_PASSWORD") {
+        return Ok(Zeroizing::new(p));
+    }
+    if for_init {
+        if let Some(path) = &global.password_file {
+            return password_from_file(path);
+        }
+        if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
+            return Ok(Zeroizing::new(p));
+        }
+    }
+    prompt("new password: ", true)
+}
+
+fn prompt(text: &str, twice: bool) -> Result<Zeroizing<String>, StoreError> {
+    if !std::io::stderr().is_terminal() {
+        return Err(StoreError::NoPassword(
+            "set CAIRN_PASSWORD or CAIRN_PASSWORD_FILE, or use --password-file".into(),
+        ));
+    }
+    let read = |t: &str| {
+        rpassword::prompt_password(t)
+            .map(Zeroizing::new)
+            .map_err(|e| StoreError::NoPassword(format!("reading the password: {e}")))
+    };
+    let first = read(text)?;
+    if first.is_empty() {
+        return Err(StoreError::NoPassword("the password is empty".into()));
+    }
+    if twice && *read("repeat the new password: ")? != *first {
+        return Err(StoreError::NoPassword("the passwords differ".into()));
+    }
+    Ok(first)
+}
+
+/// Argon2id cost of a new key.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KdfArgs {
+    /// Argon2id memory in MiB for the new key (default 64: about 0.5 s per open).
+    #[arg(long, value_name = "MIB")]
+    pub kdf_memory_mib: Option<u32>,
+    /// Argon2id passes for the new key (default 3).
+    #[arg(long, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
+}
+
+impl KdfArgs {
+    pub fn params(&self) -> KdfParams {
+        let d = KdfParams::default();
+        KdfParams {
+            memory_kib: self
+                .kdf_memory_mib
+                .map_or(d.memory_kib, |m| m.saturating_mul(1024)),
+            iterations: self.kdf_iterations.unwrap_or(d.iterations),
+            parallelism: d.parallelism,
+        }
+    }
 }
 
 /// Prints stale-lock notices to standard error.

@@ -24,7 +24,8 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
 }
 
 fn index(global: &Global) -> Result<u8> {
-    let repo = super::open(global)?;
+    // The index may be unreadable: open without reading it.
+    let repo = super::open_with(global, false)?;
     let (_lock, notices) = repo.lock(true).context("locking the repository")?;
     super::report_notices(&notices);
     let report = repo.repair_index()?;

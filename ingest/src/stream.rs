@@ -107,7 +107,7 @@ pub fn store_stream(
 mod tests {
     use super::*;
     use cairn_chunker::ChunkerParams;
-    use cairn_store::{ChunkSizes, ChunkerConfig, InitOptions, NoProgress};
+    use cairn_store::{ChunkSizes, ChunkerConfig, InitOptions, NoProgress, OpenOptions};
 
     fn repo(dir: &std::path::Path) -> Repository {
         let p = ChunkerParams::files();
@@ -119,9 +119,17 @@ mod tests {
                     max: p.max(),
                 },
             },
+            encryption: None,
         };
         Repository::init(&dir.join("repo"), &options).unwrap();
-        Repository::open(&dir.join("repo"), Some(&dir.join("cache"))).unwrap()
+        let no_password = || unreachable!("an unencrypted repository asks for no password");
+        let cache = dir.join("cache");
+        let options = OpenOptions {
+            cache_dir: Some(&cache),
+            password: &no_password,
+            sync: true,
+        };
+        Repository::open(&dir.join("repo"), &options).unwrap()
     }
 
     /// A reader that hands out at most `step` bytes per call, like a pipe.

@@ -15,7 +15,7 @@ use crate::index::IndexedPack;
 use crate::pack::BlobKind;
 
 /// Bumped whenever the schema changes; an older catalog is dropped and rebuilt.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -30,7 +30,7 @@ CREATE TABLE blobs (
     offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_len INTEGER NOT NULL,
     PRIMARY KEY (blob_id, pack)) WITHOUT ROWID;
 CREATE INDEX blobs_by_pack ON blobs(pack);
-CREATE TABLE snapshots (snapshot_id BLOB PRIMARY KEY, time TEXT NOT NULL, manifest TEXT NOT NULL);
+CREATE TABLE snapshots (snapshot_id BLOB PRIMARY KEY, sealed BLOB NOT NULL);
 ";
 
 /// Where one copy of a blob lives.
@@ -294,11 +294,13 @@ impl Catalog {
             .collect()
     }
 
-    pub fn add_snapshot(&self, id: &SnapshotId, time: &str, manifest_json: &str) -> Result<()> {
+    /// Caches a snapshot manifest as sealed in the repository: the catalog holds no plaintext
+    /// names, hosts or tags.
+    pub fn add_snapshot(&self, id: &SnapshotId, sealed: &[u8]) -> Result<()> {
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO snapshots (snapshot_id, time, manifest) VALUES (?1, ?2, ?3)",
-                params![&id.0, time, manifest_json],
+                "INSERT OR REPLACE INTO snapshots (snapshot_id, sealed) VALUES (?1, ?2)",
+                params![&id.0, sealed],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -311,11 +313,11 @@ impl Catalog {
         Ok(())
     }
 
-    /// Every snapshot's ID and manifest JSON, in no particular order.
-    pub fn snapshot_manifests(&self) -> Result<Vec<(SnapshotId, String)>> {
+    /// Every snapshot's ID and sealed manifest, in no particular order.
+    pub fn snapshot_manifests(&self) -> Result<Vec<(SnapshotId, Vec<u8>)>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT snapshot_id, manifest FROM snapshots")
+            .prepare_cached("SELECT snapshot_id, sealed FROM snapshots")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| Ok((SnapshotId(r.get(0)?), r.get(1)?)))

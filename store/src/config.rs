@@ -2,8 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::MasterKey;
-
 /// The repository format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -29,16 +27,10 @@ pub struct Config {
     /// 32 random bytes in hex; names the local cache directory.
     pub id: String,
     pub chunker: ChunkerConfig,
+    /// `xchacha20-poly1305` (every object encrypted and authenticated) or `none` (objects
+    /// authenticated only; made with `--insecure-no-encryption`).
+    pub encryption: String,
 }
 
-/// A file under `keys/`: the master key as protected by one password.
-///
-/// Format version 1 knows only `kdf = "none"` (the key is stored as is); password-wrapped keys
-/// add a KDF with its own parameters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KeyFile {
-    pub kdf: String,
-    pub created: String,
-    pub host: String,
-    pub key: MasterKey,
-}
+pub const ENCRYPTION_XCHACHA: &str = "xchacha20-poly1305";
+pub const ENCRYPTION_NONE: &str = "none";

@@ -1,35 +1,49 @@
-//! The envelope every stored object is wrapped in: optional zstd compression inside an
-//! authenticated container, and the master key it is authenticated with.
+//! The envelope every stored object is wrapped in: optional zstd compression inside
+//! authenticated encryption, and the master key it is sealed with.
 //!
 //! ```text
 //! envelope = scheme:u8 ‖ sealed(payload)
 //! payload  = compression:u8 ‖ [raw_len:u64 LE, when compressed] ‖ body
-//! scheme 0 = payload ‖ keyed-blake3(mac_key, scheme ‖ payload)    (authenticated, not encrypted)
+//! scheme 1 = nonce:24 ‖ XChaCha20-Poly1305(enc_key, nonce, aad = scheme, payload)   (encrypted)
+//! scheme 0 = payload ‖ keyed-blake3(mac_key, scheme ‖ payload)                      (authenticated only)
 //! ```
-//! Scheme numbers are part of the format; new schemes (authenticated encryption) add numbers and
-//! keep the payload layout, so compression and sizes end up inside the encryption.
+//! A repository uses one scheme for every object (its `config` says which); the other is
+//! refused, so an attacker cannot downgrade an object to the unencrypted form.
 
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::{Result, StoreError};
 
 const SCHEME_MAC: u8 = 0;
+const SCHEME_XCHACHA: u8 = 1;
 const COMPRESSION_NONE: u8 = 0;
 const COMPRESSION_ZSTD: u8 = 1;
 const MAC_LEN: usize = 32;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
 /// zstd level 3: zstd's own default, about 2.5x on database pages at a few hundred MB/s a core.
 const ZSTD_LEVEL: i32 = 3;
 /// Upper bound on one object's plaintext (1 GiB): refuses absurd sizes before allocating.
 const MAX_PLAINTEXT: u64 = 1 << 30;
 
-/// The repository's secrets: the key that IDs are hashed with and the key objects are
-/// authenticated with.
-#[derive(Clone, Serialize, Deserialize)]
+/// The repository's secrets: the key IDs are hashed with, the key objects are authenticated
+/// with (unencrypted repositories), and the key they are encrypted with. Zeroed on drop.
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub struct MasterKey {
     #[serde(with = "hex_key")]
     pub id_key: [u8; 32],
     #[serde(with = "hex_key")]
     pub mac_key: [u8; 32],
+    #[serde(with = "hex_key")]
+    pub enc_key: [u8; 32],
+    /// Whether objects are sealed with encryption (scheme 1) or authentication only (scheme
+    /// 0); set from the repository's config, never stored with the key.
+    #[serde(skip)]
+    #[zeroize(skip)]
+    pub encrypted: bool,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -40,33 +54,44 @@ impl std::fmt::Debug for MasterKey {
 
 mod hex_key {
     use serde::{Deserialize, Deserializer, Serializer};
+    use zeroize::Zeroizing;
 
     pub fn serialize<S: Serializer>(k: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(k))
+        s.serialize_str(&Zeroizing::new(hex::encode(k)))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let s = String::deserialize(d)?;
+        let s = Zeroizing::new(String::deserialize(d)?);
         let mut out = [0u8; 32];
-        hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;
+        hex::decode_to_slice(s.as_bytes(), &mut out).map_err(serde::de::Error::custom)?;
         Ok(out)
     }
 }
 
+/// Fills a buffer from the operating system's random source.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    getrandom::getrandom(&mut out).expect("the operating system provides random bytes");
+    out
+}
+
 impl MasterKey {
-    pub fn random() -> Self {
-        let mut bytes = [0u8; 64];
-        getrandom::getrandom(&mut bytes).expect("the operating system provides random bytes");
-        let mut id_key = [0u8; 32];
-        let mut mac_key = [0u8; 32];
-        id_key.copy_from_slice(&bytes[..32]);
-        mac_key.copy_from_slice(&bytes[32..]);
-        Self { id_key, mac_key }
+    pub fn random(encrypted: bool) -> Self {
+        Self {
+            id_key: random_bytes(),
+            mac_key: random_bytes(),
+            enc_key: random_bytes(),
+            encrypted,
+        }
     }
 
     /// The ID of a blob: keyed blake3 of its plaintext.
     pub fn blob_id(&self, plaintext: &[u8]) -> crate::BlobId {
         crate::BlobId(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&self.enc_key).into())
     }
 
     /// Wraps `plaintext`, compressing it when `compress` is set and zstd makes it smaller.
@@ -78,68 +103,119 @@ impl MasterKey {
         } else {
             None
         };
-        let mut out = Vec::with_capacity(
-            2 + 8 + compressed.as_ref().map_or(plaintext.len(), Vec::len) + MAC_LEN,
+        let mut payload = Vec::with_capacity(
+            1 + 8 + compressed.as_ref().map_or(plaintext.len(), Vec::len) + MAC_LEN,
         );
-        out.push(SCHEME_MAC);
         match compressed {
             Some(c) => {
-                out.push(COMPRESSION_ZSTD);
-                out.extend_from_slice(&(plaintext.len() as u64).to_le_bytes());
-                out.extend_from_slice(&c);
+                payload.push(COMPRESSION_ZSTD);
+                payload.extend_from_slice(&(plaintext.len() as u64).to_le_bytes());
+                payload.extend_from_slice(&c);
             }
             None => {
-                out.push(COMPRESSION_NONE);
-                out.extend_from_slice(plaintext);
+                payload.push(COMPRESSION_NONE);
+                payload.extend_from_slice(plaintext);
             }
         }
-        let mac = blake3::keyed_hash(&self.mac_key, &out);
-        out.extend_from_slice(mac.as_bytes());
-        out
+        if self.encrypted {
+            let nonce: [u8; NONCE_LEN] = random_bytes();
+            let sealed = self
+                .cipher()
+                .encrypt(
+                    XNonce::from_slice(&nonce),
+                    Payload {
+                        msg: &payload,
+                        aad: &[SCHEME_XCHACHA],
+                    },
+                )
+                .expect("XChaCha20-Poly1305 encrypts any length we produce");
+            let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+            out.push(SCHEME_XCHACHA);
+            out.extend_from_slice(&nonce);
+            out.extend_from_slice(&sealed);
+            out
+        } else {
+            let mut out = Vec::with_capacity(1 + payload.len() + MAC_LEN);
+            out.push(SCHEME_MAC);
+            out.extend_from_slice(&payload);
+            let mac = blake3::keyed_hash(&self.mac_key, &out);
+            out.extend_from_slice(mac.as_bytes());
+            out
+        }
     }
 
-    /// Authenticates and unwraps an envelope. `object` names it in errors
+    /// Authenticates (and decrypts) an envelope. `object` names it in errors
     /// (`pack 3fa2… blob 81c0…`).
     pub fn open(&self, envelope: &[u8], object: &dyn Fn() -> String) -> Result<Vec<u8>> {
         let corrupt = |reason: String| StoreError::corrupt(object(), reason);
-        let (&scheme, _) = envelope
+        let (&scheme, rest) = envelope
             .split_first()
             .ok_or_else(|| corrupt("empty object".into()))?;
-        if scheme != SCHEME_MAC {
-            return Err(corrupt(format!("unknown envelope scheme {scheme}")));
+        let expected = if self.encrypted {
+            SCHEME_XCHACHA
+        } else {
+            SCHEME_MAC
+        };
+        if scheme != expected {
+            return Err(corrupt(format!(
+                "envelope scheme {scheme}, but this repository uses scheme {expected}"
+            )));
         }
-        if envelope.len() < 2 + MAC_LEN {
-            return Err(corrupt(format!("truncated to {} bytes", envelope.len())));
-        }
-        let (authenticated, mac) = envelope.split_at(envelope.len() - MAC_LEN);
-        let expected = blake3::keyed_hash(&self.mac_key, authenticated);
-        // blake3::Hash compares in constant time.
-        if expected != blake3::Hash::from_bytes(mac.try_into().expect("MAC_LEN bytes")) {
-            return Err(corrupt("authentication failed".into()));
-        }
-        let payload = &authenticated[1..];
-        match payload[0] {
-            COMPRESSION_NONE => Ok(payload[1..].to_vec()),
-            COMPRESSION_ZSTD => {
-                let raw_len = payload
-                    .get(1..9)
-                    .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-                    .ok_or_else(|| corrupt("truncated compression header".into()))?;
-                if raw_len > MAX_PLAINTEXT {
-                    return Err(corrupt(format!("plaintext length {raw_len} is too large")));
-                }
-                let out = zstd::bulk::decompress(&payload[9..], raw_len as usize)
-                    .map_err(|e| corrupt(format!("zstd: {e}")))?;
-                if out.len() as u64 != raw_len {
-                    return Err(corrupt(format!(
-                        "decompressed to {} bytes, expected {raw_len}",
-                        out.len()
-                    )));
-                }
-                Ok(out)
+        let payload = if self.encrypted {
+            if rest.len() < NONCE_LEN + TAG_LEN + 1 {
+                return Err(corrupt(format!("truncated to {} bytes", envelope.len())));
             }
-            other => Err(corrupt(format!("unknown compression {other}"))),
+            let (nonce, sealed) = rest.split_at(NONCE_LEN);
+            self.cipher()
+                .decrypt(
+                    XNonce::from_slice(nonce),
+                    Payload {
+                        msg: sealed,
+                        aad: &[SCHEME_XCHACHA],
+                    },
+                )
+                .map_err(|_| corrupt("authentication failed".into()))?
+        } else {
+            if rest.len() < 1 + MAC_LEN {
+                return Err(corrupt(format!("truncated to {} bytes", envelope.len())));
+            }
+            let (authenticated, mac) = envelope.split_at(envelope.len() - MAC_LEN);
+            let expected = blake3::keyed_hash(&self.mac_key, authenticated);
+            // blake3::Hash compares in constant time.
+            if expected != blake3::Hash::from_bytes(mac.try_into().expect("MAC_LEN bytes")) {
+                return Err(corrupt("authentication failed".into()));
+            }
+            authenticated[1..].to_vec()
+        };
+        decompress(&payload, &corrupt)
+    }
+}
+
+fn decompress(payload: &[u8], corrupt: &dyn Fn(String) -> StoreError) -> Result<Vec<u8>> {
+    let Some((&compression, body)) = payload.split_first() else {
+        return Err(corrupt("empty payload".into()));
+    };
+    match compression {
+        COMPRESSION_NONE => Ok(body.to_vec()),
+        COMPRESSION_ZSTD => {
+            let raw_len = body
+                .get(..8)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .ok_or_else(|| corrupt("truncated compression header".into()))?;
+            if raw_len > MAX_PLAINTEXT {
+                return Err(corrupt(format!("plaintext length {raw_len} is too large")));
+            }
+            let out = zstd::bulk::decompress(&body[8..], raw_len as usize)
+                .map_err(|e| corrupt(format!("zstd: {e}")))?;
+            if out.len() as u64 != raw_len {
+                return Err(corrupt(format!(
+                    "decompressed to {} bytes, expected {raw_len}",
+                    out.len()
+                )));
+            }
+            Ok(out)
         }
+        other => Err(corrupt(format!("unknown compression {other}"))),
     }
 }
 
@@ -152,44 +228,68 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_compressible_and_random() {
-        let key = MasterKey::random();
-        let text = b"sip:alice@contoso.com ".repeat(1000);
-        let sealed = key.seal(&text, true);
-        assert!(sealed.len() < text.len() / 10);
-        assert_eq!(key.open(&sealed, &name).unwrap(), text);
+    fn round_trips_in_both_schemes() {
+        for encrypted in [true, false] {
+            let key = MasterKey::random(encrypted);
+            let text = b"sip:alice@contoso.com ".repeat(1000);
+            let sealed = key.seal(&text, true);
+            assert!(sealed.len() < text.len() / 10);
+            assert_eq!(key.open(&sealed, &name).unwrap(), text);
 
-        let mut random = vec![0u8; 4096];
-        getrandom::getrandom(&mut random).unwrap();
-        let sealed = key.seal(&random, true);
-        assert_eq!(
-            sealed[1], COMPRESSION_NONE,
-            "incompressible data is kept raw"
-        );
-        assert_eq!(sealed.len(), random.len() + 2 + MAC_LEN);
-        assert_eq!(key.open(&sealed, &name).unwrap(), random);
-        assert_eq!(key.open(&key.seal(b"", true), &name).unwrap(), b"");
+            let random: [u8; 4096] = random_bytes();
+            let sealed = key.seal(&random, true);
+            let overhead = if encrypted {
+                1 + NONCE_LEN + 1 + TAG_LEN
+            } else {
+                2 + MAC_LEN
+            };
+            assert_eq!(
+                sealed.len(),
+                random.len() + overhead,
+                "incompressible data is kept raw"
+            );
+            assert_eq!(key.open(&sealed, &name).unwrap(), random);
+            assert_eq!(key.open(&key.seal(b"", true), &name).unwrap(), b"");
+        }
+    }
+
+    #[test]
+    fn encryption_hides_the_plaintext_and_uses_fresh_nonces() {
+        let key = MasterKey::random(true);
+        let text = b"MARKER-sip:alice@contoso.com";
+        let a = key.seal(text, false);
+        let b = key.seal(text, false);
+        assert_ne!(a, b, "a fresh nonce per object");
+        assert!(!a.windows(6).any(|w| w == b"MARKER"));
     }
 
     #[test]
     fn every_flipped_byte_is_detected() {
-        let key = MasterKey::random();
-        let sealed = key.seal(&b"page ".repeat(50), true);
-        for i in 0..sealed.len() {
-            let mut bad = sealed.clone();
-            bad[i] ^= 0x01;
-            let err = key.open(&bad, &name).unwrap_err().to_string();
-            assert!(err.starts_with("test object is corrupt"), "{err}");
-        }
-        for len in 0..sealed.len() {
-            assert!(key.open(&sealed[..len], &name).is_err());
+        for encrypted in [true, false] {
+            let key = MasterKey::random(encrypted);
+            let sealed = key.seal(&b"page ".repeat(50), true);
+            for i in 0..sealed.len() {
+                let mut bad = sealed.clone();
+                bad[i] ^= 0x01;
+                let err = key.open(&bad, &name).unwrap_err().to_string();
+                assert!(err.starts_with("test object is corrupt"), "{err}");
+            }
+            for len in 0..sealed.len() {
+                assert!(key.open(&sealed[..len], &name).is_err());
+            }
         }
     }
 
     #[test]
-    fn another_key_fails_authentication() {
-        let sealed = MasterKey::random().seal(b"data", false);
-        let err = MasterKey::random().open(&sealed, &name).unwrap_err();
+    fn another_key_or_scheme_fails() {
+        let sealed = MasterKey::random(true).seal(b"data", false);
+        let err = MasterKey::random(true).open(&sealed, &name).unwrap_err();
         assert!(err.to_string().contains("authentication failed"));
+        // A downgrade: an authenticated-only object offered to an encrypted repository.
+        let mut key = MasterKey::random(false);
+        let plain = key.seal(b"data", false);
+        key.encrypted = true;
+        let err = key.open(&plain, &name).unwrap_err();
+        assert!(err.to_string().contains("scheme 0"), "{err}");
     }
 }

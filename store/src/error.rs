@@ -21,6 +21,14 @@ pub enum StoreError {
     UnsupportedVersion { found: u32, supported: u32 },
     #[error("repository is locked: {holder}")]
     Locked { holder: String },
+    #[error("wrong password: no key file of the repository opens with it")]
+    WrongPassword,
+    #[error("a password is needed: {0}")]
+    NoPassword(String),
+    #[error("invalid key derivation parameters: {0}")]
+    InvalidKdf(String),
+    #[error("{0}")]
+    Key(String),
     #[error("no snapshot matches {0:?}")]
     SnapshotNotFound(String),
     #[error("snapshot prefix {prefix:?} is ambiguous: it matches {}", candidates.join(", "))]

@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn segment_round_trip_and_corruption() {
-        let key = MasterKey::random();
+        let key = MasterKey::random(true);
         let packs = vec![IndexedPack {
             id: PackId([1; 32]),
             size: 1000,

@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod error;
 pub mod id;
 pub mod index;
+pub mod keys;
 pub mod lock;
 pub mod pack;
 pub mod progress;
@@ -19,8 +20,12 @@ pub mod tree;
 pub use config::{ChunkSizes, ChunkerConfig, Config, FORMAT_VERSION};
 pub use error::{Result, StoreError};
 pub use id::{BlobId, ChunkId, IdPrefix, IndexId, PackId, SnapshotId, TreeId};
+pub use keys::KdfParams;
 pub use pack::BlobKind;
 pub use progress::{NoProgress, Progress};
-pub use repository::{default_cache_dir, InitOptions, RepairReport, Repository, SavedBlob};
+pub use repository::{
+    default_cache_dir, Encryption, InitOptions, KeyInfo, OpenOptions, RepairReport, Repository,
+    SavedBlob,
+};
 pub use snapshot::{Snapshot, SnapshotSummary};
 pub use tree::{Content, ContentBuilder, ContentEntry, Node, NodeKind, Tree};

@@ -225,7 +225,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("locks")).unwrap();
         let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
-        (dir, backend, MasterKey::random())
+        (dir, backend, MasterKey::random(true))
     }
 
     #[test]

@@ -302,7 +302,7 @@ mod tests {
         #[test]
         fn pack_round_trip(blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 0..20)) {
             let dir = tempfile::tempdir().unwrap();
-            let key = MasterKey::random();
+            let key = MasterKey::random(true);
             let (id, entries) = write_pack(dir.path(), &key, &blobs);
             let backend = LocalBackend::new(dir.path());
             let (_, read) = read_trailer(&backend, &key, &id).unwrap();
@@ -318,7 +318,7 @@ mod tests {
     #[test]
     fn damaged_trailers_are_reported_not_panicked() {
         let dir = tempfile::tempdir().unwrap();
-        let key = MasterKey::random();
+        let key = MasterKey::random(true);
         let (id, _) = write_pack(dir.path(), &key, &[b"one".to_vec(), b"two".to_vec()]);
         let path = dir.path().join(pack_path(&id));
         let good = std::fs::read(&path).unwrap();

@@ -11,12 +11,13 @@ use rayon::prelude::*;
 
 use crate::backend::{random_hex, sync_dir, Backend, LocalBackend};
 use crate::catalog::{BlobLocation, Catalog};
-use crate::config::{ChunkerConfig, Config, KeyFile, FORMAT_VERSION};
+use crate::config::{ChunkerConfig, Config, ENCRYPTION_NONE, ENCRYPTION_XCHACHA, FORMAT_VERSION};
 use crate::envelope::MasterKey;
 use crate::error::{IoContext, Result, StoreError};
 use crate::id::{BlobId, IdPrefix, IndexId, PackId, SnapshotId, TreeId};
 use crate::index::{decode_segment, encode_segment, index_path, IndexedPack};
-use crate::lock::{hostname, Lock};
+use crate::keys::{KdfParams, KeyFile};
+use crate::lock::Lock;
 use crate::pack::{pack_path, read_trailer, BlobKind, PackWriter};
 use crate::snapshot::{snapshot_path, Snapshot};
 use crate::tree::{decode_list, Content, ContentEntry, Tree};
@@ -45,10 +46,41 @@ struct Session {
     unindexed: Vec<IndexedPack>,
 }
 
+/// How a new repository protects its content.
+pub struct Encryption {
+    pub password: zeroize::Zeroizing<String>,
+    pub kdf: KdfParams,
+}
+
 /// Options of [`Repository::init`].
-#[derive(Debug, Clone)]
 pub struct InitOptions {
     pub chunker: ChunkerConfig,
+    /// `None` makes an unencrypted repository (`--insecure-no-encryption`): objects are only
+    /// authenticated, and the key lies unprotected in `keys/`.
+    pub encryption: Option<Encryption>,
+}
+
+/// Supplies the password, asked only when a key file needs one.
+pub type PasswordSource<'a> = &'a dyn Fn() -> Result<zeroize::Zeroizing<String>>;
+
+/// Options of [`Repository::open`].
+pub struct OpenOptions<'a> {
+    /// Where the catalog lives (default: [`default_cache_dir`]).
+    pub cache_dir: Option<&'a Path>,
+    pub password: PasswordSource<'a>,
+    /// Bring the catalog up to date with the repository while opening (every command but
+    /// `repair index`, which must open a repository whose index it cannot read).
+    pub sync: bool,
+}
+
+/// A key file, as `key list` shows it.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub id: String,
+    pub created: String,
+    pub kdf: String,
+    /// The key this process opened the repository with.
+    pub current: bool,
 }
 
 /// What `repair index` found.
@@ -68,6 +100,8 @@ pub struct Repository {
     key: MasterKey,
     catalog: Mutex<Catalog>,
     catalog_dir: PathBuf,
+    /// The key file the repository was opened with.
+    key_name: String,
     writer: Mutex<PackWriter>,
     session: Mutex<Session>,
     /// Bytes of packs, index segments and snapshots this process added to the repository.
@@ -133,11 +167,10 @@ impl Repository {
             fs::create_dir(&p).ctx(|| format!("creating {}", p.display()))?;
         }
         let backend = LocalBackend::new(dir);
-        let key = KeyFile {
-            kdf: "none".into(),
-            created: chrono::Utc::now().to_rfc3339(),
-            host: hostname(),
-            key: MasterKey::random(),
+        let master = MasterKey::random(options.encryption.is_some());
+        let key = match &options.encryption {
+            Some(e) => KeyFile::wrap(&master, e.password.as_bytes(), e.kdf)?,
+            None => KeyFile::plain(&master),
         };
         let key_json = serde_json::to_vec_pretty(&key).expect("key files serialize");
         backend.write(&format!("keys/{}", random_hex(32)), &key_json)?;
@@ -145,16 +178,22 @@ impl Repository {
             version: FORMAT_VERSION,
             id: random_hex(32),
             chunker: options.chunker.clone(),
+            encryption: if options.encryption.is_some() {
+                ENCRYPTION_XCHACHA
+            } else {
+                ENCRYPTION_NONE
+            }
+            .into(),
         };
         let config_json = serde_json::to_vec_pretty(&config).expect("config serializes");
         // The config goes last: a directory without it is not a repository.
         backend.write("config", &config_json)
     }
 
-    /// Opens the repository at `path`, with its catalog under `cache_dir` (default:
-    /// [`default_cache_dir`]), bringing the catalog up to date with the repository's files.
-    pub fn open(path: &Path, cache_dir: Option<&Path>) -> Result<Self> {
-        Self::open_with(Arc::new(LocalBackend::new(path)), path, cache_dir)
+    /// Opens the repository at `path`, unlocking its key and (with `options.sync`) bringing
+    /// the catalog up to date with the repository's files.
+    pub fn open(path: &Path, options: &OpenOptions<'_>) -> Result<Self> {
+        Self::open_with(Arc::new(LocalBackend::new(path)), path, options)
     }
 
     /// Opens the repository through `backend` (tests inject failures this way); `path` is
@@ -162,7 +201,7 @@ impl Repository {
     pub fn open_with(
         backend: Arc<dyn Backend>,
         path: &Path,
-        cache_dir: Option<&Path>,
+        options: &OpenOptions<'_>,
     ) -> Result<Self> {
         let not_repo = |reason: String| StoreError::NotARepository {
             path: path.to_owned(),
@@ -188,11 +227,17 @@ impl Repository {
                 supported: FORMAT_VERSION,
             });
         }
-        let key = Self::load_key(&*backend).map_err(|e| match e {
-            StoreError::NotARepository { reason, .. } => not_repo(reason),
-            other => other,
-        })?;
-        let cache_root = match cache_dir {
+        let encrypted = match config.encryption.as_str() {
+            ENCRYPTION_XCHACHA => true,
+            ENCRYPTION_NONE => false,
+            other => return Err(not_repo(format!("unknown encryption {other:?} in config"))),
+        };
+        let (key, key_name) =
+            Self::load_key(&*backend, options.password, encrypted).map_err(|e| match e {
+                StoreError::NotARepository { reason, .. } => not_repo(reason),
+                other => other,
+            })?;
+        let cache_root = match options.cache_dir {
             Some(d) => d.to_owned(),
             None => default_cache_dir()
                 .ok_or_else(|| not_repo("no cache directory: set --cache-dir".into()))?,
@@ -206,32 +251,135 @@ impl Repository {
             root: path.to_owned(),
             config,
             key,
+            key_name,
             catalog: Mutex::new(catalog),
             catalog_dir,
             writer: Mutex::new(PackWriter::new()),
             session: Mutex::new(Session::default()),
             added: AtomicU64::new(0),
         };
-        repo.sync_catalog()?;
+        if options.sync {
+            repo.sync_catalog()?;
+        }
         Ok(repo)
     }
 
-    fn load_key(backend: &dyn Backend) -> Result<MasterKey> {
+    /// Tries every key file; the password is asked for at most once.
+    fn load_key(
+        backend: &dyn Backend,
+        password: PasswordSource<'_>,
+        encrypted: bool,
+    ) -> Result<(MasterKey, String)> {
         let mut names = backend.list("keys")?;
         names.sort();
+        let mut asked: Option<zeroize::Zeroizing<String>> = None;
+        let mut ask = || -> Result<zeroize::Zeroizing<String>> {
+            if asked.is_none() {
+                asked = Some(password()?);
+            }
+            Ok(asked.clone().expect("just set"))
+        };
+        let mut wrong_password = false;
         let mut last_error = None;
         for name in names {
             let bytes = backend.read(&format!("keys/{name}"))?;
-            match serde_json::from_slice::<KeyFile>(&bytes) {
-                Ok(k) if k.kdf == "none" => return Ok(k.key),
-                Ok(k) => last_error = Some(format!("key {name} uses unknown kdf {:?}", k.kdf)),
-                Err(e) => last_error = Some(format!("key {name} is unreadable: {e}")),
+            let file = match serde_json::from_slice::<KeyFile>(&bytes) {
+                Ok(f) => f,
+                Err(e) => {
+                    last_error = Some(StoreError::corrupt(
+                        format!("key file keys/{name}"),
+                        e.to_string(),
+                    ));
+                    continue;
+                }
+            };
+            if encrypted == (file.kdf == "none") {
+                last_error = Some(StoreError::corrupt(
+                    format!("key file keys/{name}"),
+                    "its kind does not match the repository's encryption",
+                ));
+                continue;
+            }
+            match file.unwrap(&name, &mut ask, encrypted) {
+                Ok(key) => return Ok((key, name)),
+                Err(StoreError::WrongPassword) => wrong_password = true,
+                Err(e @ (StoreError::NoPassword(_) | StoreError::InvalidKdf(_))) => return Err(e),
+                Err(e) => last_error = Some(e),
             }
         }
-        Err(StoreError::NotARepository {
+        if wrong_password {
+            return Err(StoreError::WrongPassword);
+        }
+        Err(last_error.unwrap_or_else(|| StoreError::NotARepository {
             path: PathBuf::new(),
-            reason: last_error.unwrap_or_else(|| "it has no key file".into()),
-        })
+            reason: "it has no key file".into(),
+        }))
+    }
+
+    /// The key files of the repository, sorted by creation time.
+    pub fn keys(&self) -> Result<Vec<KeyInfo>> {
+        let mut out = Vec::new();
+        for name in self.backend.list("keys")? {
+            let bytes = self.backend.read(&format!("keys/{name}"))?;
+            let file: KeyFile = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::corrupt(format!("key file keys/{name}"), e.to_string()))?;
+            out.push(KeyInfo {
+                current: name == self.key_name,
+                id: name,
+                created: file.created,
+                kdf: file.kdf,
+            });
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Adds a key file opening the repository with `password`; returns its ID.
+    pub fn add_key(&self, password: &str, kdf: KdfParams) -> Result<String> {
+        if !self.key.encrypted {
+            return Err(StoreError::Key(
+                "this repository is not encrypted: it has no passwords to add".into(),
+            ));
+        }
+        let file = KeyFile::wrap(&self.key, password.as_bytes(), kdf)?;
+        let name = random_hex(32);
+        let json = serde_json::to_vec_pretty(&file).expect("key files serialize");
+        self.backend.write(&format!("keys/{name}"), &json)?;
+        Ok(name)
+    }
+
+    /// Removes the key file whose ID starts with `prefix`. Refuses to remove the last one.
+    pub fn remove_key(&self, prefix: &str) -> Result<String> {
+        let keys = self.keys()?;
+        let prefix: IdPrefix = prefix.parse()?;
+        let matches: Vec<&KeyInfo> = keys.iter().filter(|k| prefix.matches(&k.id)).collect();
+        let target = match matches.as_slice() {
+            [] => {
+                return Err(StoreError::Key(format!(
+                    "no key matches {:?}",
+                    prefix.as_str()
+                )))
+            }
+            [one] => one,
+            _ => {
+                return Err(StoreError::Key(format!(
+                    "key prefix {:?} is ambiguous",
+                    prefix.as_str()
+                )))
+            }
+        };
+        if keys.len() == 1 {
+            return Err(StoreError::Key(
+                "refusing to remove the last key: the repository would be unreadable".into(),
+            ));
+        }
+        self.backend.remove(&format!("keys/{}", target.id))?;
+        Ok(target.id.clone())
+    }
+
+    /// The ID of the key file this process opened the repository with.
+    pub fn current_key(&self) -> &str {
+        &self.key_name
     }
 
     pub fn root(&self) -> &Path {
@@ -294,10 +442,8 @@ impl Repository {
             self.catalog().remove_snapshot(id)?;
         }
         for id in listed.difference(&known) {
-            let snap = self.read_snapshot(id)?;
-            let json = serde_json::to_string(&snap).expect("snapshots serialize");
-            self.catalog()
-                .add_snapshot(id, &snap.time.to_rfc3339(), &json)?;
+            let (_, sealed) = self.read_snapshot_file(id)?;
+            self.catalog().add_snapshot(id, &sealed)?;
         }
         Ok(())
     }
@@ -310,10 +456,24 @@ impl Repository {
 
     /// Reads and authenticates a snapshot manifest from the repository.
     pub fn read_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let bytes = self.backend.read(&snapshot_path(id))?;
+        Ok(self.read_snapshot_file(id)?.0)
+    }
+
+    fn read_snapshot_file(&self, id: &SnapshotId) -> Result<(Snapshot, Vec<u8>)> {
+        let bytes = self.backend.read(&snapshot_path(id)).map_err(|e| match e {
+            StoreError::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound => {
+                StoreError::SnapshotNotFound(id.to_hex())
+            }
+            other => other,
+        })?;
+        let snapshot = self.decode_snapshot(id, &bytes)?;
+        Ok((snapshot, bytes))
+    }
+
+    fn decode_snapshot(&self, id: &SnapshotId, sealed: &[u8]) -> Result<Snapshot> {
         let object = || format!("snapshot {id}");
-        check_file_hash(&bytes, &id.0, object)?;
-        let plain = self.key.open(&bytes, &object)?;
+        check_file_hash(sealed, &id.0, object)?;
+        let plain = self.key.open(sealed, &object)?;
         serde_json::from_slice(&plain).map_err(|e| StoreError::corrupt(object(), e.to_string()))
     }
 
@@ -448,9 +608,7 @@ impl Repository {
         let sealed = self.key.seal(&json, true);
         let id = SnapshotId(*blake3::hash(&sealed).as_bytes());
         self.write_counted(&snapshot_path(&id), &sealed)?;
-        let text = String::from_utf8(json).expect("JSON is UTF-8");
-        self.catalog()
-            .add_snapshot(&id, &snapshot.time.to_rfc3339(), &text)?;
+        self.catalog().add_snapshot(&id, &sealed)?;
         Ok((id, sealed.len() as u64))
     }
 
@@ -502,20 +660,24 @@ impl Repository {
         }
     }
 
-    /// Every snapshot, oldest first.
+    /// Every snapshot, oldest first (from the catalog's copies of the sealed manifests).
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let mut out = Vec::new();
-        for (id, json) in self.catalog().snapshot_manifests()? {
-            let snap: Snapshot = serde_json::from_str(&json)
-                .map_err(|e| StoreError::corrupt(format!("cached snapshot {id}"), e.to_string()))?;
-            out.push((id, snap));
+        for (id, sealed) in self.catalog().snapshot_manifests()? {
+            out.push((id, self.decode_snapshot(&id, &sealed)?));
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok(out)
     }
 
-    /// Resolves a full ID, a unique prefix, or `latest`.
+    /// Resolves a full ID, a unique prefix, or `latest`. The manifest is read again from the
+    /// repository, so a damaged or altered file is noticed before anything is restored from it.
     pub fn resolve_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        let (id, _) = self.find_snapshot(spec)?;
+        Ok((id, self.read_snapshot(&id)?))
+    }
+
+    fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         let mut all = self.snapshots()?;
         if spec == "latest" {
             return all

@@ -7,9 +7,29 @@ use std::sync::Arc;
 
 use cairn_store::backend::{Backend, LocalBackend};
 use cairn_store::{
-    BlobKind, ChunkSizes, ChunkerConfig, Content, ContentBuilder, ContentEntry, InitOptions, Node,
-    NodeKind, Repository, Result, Snapshot, StoreError, Tree,
+    BlobKind, ChunkSizes, ChunkerConfig, Content, ContentBuilder, ContentEntry, Encryption,
+    InitOptions, KdfParams, Node, NodeKind, OpenOptions, Repository, Result, Snapshot, StoreError,
+    Tree,
 };
+use zeroize::Zeroizing;
+
+const FAST_KDF: KdfParams = KdfParams {
+    memory_kib: 1024,
+    iterations: 1,
+    parallelism: 1,
+};
+
+fn password() -> Result<Zeroizing<String>> {
+    Ok(Zeroizing::new("failpoint password".into()))
+}
+
+fn open_options(cache: &Path) -> OpenOptions<'_> {
+    OpenOptions {
+        cache_dir: Some(cache),
+        password: &password,
+        sync: true,
+    }
+}
 
 /// A local backend whose `fail_at`-th write (counting from 1) fails after writing nothing.
 struct FailingBackend {
@@ -92,7 +112,8 @@ fn backup(repo: &Repository, seed: u64) -> Result<Vec<u8>> {
 }
 
 fn verify_all(dir: &Path, expected: &std::collections::HashMap<String, Vec<u8>>) {
-    let repo = Repository::open(&dir.join("repo"), Some(&dir.join("cache"))).unwrap();
+    let cache = dir.join("cache");
+    let repo = Repository::open(&dir.join("repo"), &open_options(&cache)).unwrap();
     for (_, snap) in repo.snapshots().unwrap() {
         let tree = repo.load_tree(&snap.tree).unwrap();
         let node = &tree.nodes[0];
@@ -119,10 +140,15 @@ fn a_failure_at_any_write_leaves_a_valid_repository() {
                 max: 4 << 20,
             },
         },
+        encryption: Some(Encryption {
+            password: password().unwrap(),
+            kdf: FAST_KDF,
+        }),
     };
+    let cache = dir.path().join("cache");
     Repository::init(&dir.path().join("repo"), &options).unwrap();
     let mut expected = std::collections::HashMap::new();
-    let repo = Repository::open(&dir.path().join("repo"), Some(&dir.path().join("cache"))).unwrap();
+    let repo = Repository::open(&dir.path().join("repo"), &open_options(&cache)).unwrap();
     expected.insert("file-0".to_string(), backup(&repo, 0).unwrap());
     drop(repo);
 
@@ -134,12 +160,8 @@ fn a_failure_at_any_write_leaves_a_valid_repository() {
             writes: AtomicUsize::new(0),
             fail_at,
         });
-        let repo = Repository::open_with(
-            backend,
-            &dir.path().join("repo"),
-            Some(&dir.path().join("cache")),
-        )
-        .unwrap();
+        let repo = Repository::open_with(backend, &dir.path().join("repo"), &open_options(&cache))
+            .unwrap();
         let seed = 100 + fail_at as u64;
         match backup(&repo, seed) {
             Ok(data) => {
@@ -165,7 +187,7 @@ fn a_failure_at_any_write_leaves_a_valid_repository() {
         failures, 5,
         "writes 1..=5 fail a backup; the 6th write is never reached"
     );
-    let repo = Repository::open(&dir.path().join("repo"), Some(&dir.path().join("cache"))).unwrap();
+    let repo = Repository::open(&dir.path().join("repo"), &open_options(&cache)).unwrap();
     expected.insert("file-999".into(), backup(&repo, 999).unwrap());
     drop(repo);
     verify_all(dir.path(), &expected);

@@ -25,7 +25,7 @@ fn not_a_repository_and_no_repository() {
     let out = env.cairn(&["ls", "latest"]).output().unwrap();
     assert_eq!(out.status.code(), Some(10));
     assert!(stderr_of(&out).contains("it has no config file"));
-    let out = env.cairn(&["init"]).output().unwrap();
+    let out = env.cairn(&INIT).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr_of(&out).contains("already exists"),
@@ -134,7 +134,7 @@ fn unreadable_and_missing_sources_give_warnings_and_exit_3() {
             chmod(d, 0o777);
         }
     }
-    let out = as_user(&["init"]);
+    let out = as_user(&INIT);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let src = env.path("src");
     fs::create_dir_all(&src).unwrap();

@@ -9,6 +9,11 @@ use std::time::{Duration, SystemTime};
 
 use assert_cmd::Command;
 
+/// The password every test repository gets.
+pub const PASSWORD: &str = "correct horse battery staple";
+/// `init` with an Argon2id cost of 8 MiB and one pass (the default takes about 0.5 s).
+pub const INIT: [&str; 5] = ["init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"];
+
 pub struct Env {
     /// Local scratch space (sources, restore targets, cache).
     pub dir: tempfile::TempDir,
@@ -47,7 +52,7 @@ impl Env {
         self.dir.path().join(rel)
     }
 
-    /// `cairn ARGS…` with only PATH, CAIRN_REPO and CAIRN_CACHE_DIR set.
+    /// `cairn ARGS…` with only PATH, CAIRN_REPO, CAIRN_CACHE_DIR and CAIRN_PASSWORD set.
     pub fn cairn(&self, args: &[&str]) -> Command {
         Command::from_std(self.process(args))
     }
@@ -59,12 +64,14 @@ impl Env {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("CAIRN_REPO", self.repo())
             .env("CAIRN_CACHE_DIR", self.cache())
+            .env("CAIRN_PASSWORD", PASSWORD)
             .args(args);
         cmd
     }
 
+    /// Creates the encrypted repository, with a cheap key derivation to keep tests fast.
     pub fn init(&self) {
-        self.cairn(&["init"]).assert().success();
+        self.cairn(&INIT).assert().success();
     }
 
     /// Runs a backup with `--json` and returns its summary line.
