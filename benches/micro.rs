@@ -49,15 +49,37 @@ fn chunker(c: &mut Criterion) {
 }
 
 fn hash_and_seal(c: &mut Criterion) {
-    let key = MasterKey::random();
+    let key = MasterKey::random(true);
     let chunk = sample(1 << 20);
     let mut g = c.benchmark_group("blob");
     g.throughput(Throughput::Bytes(chunk.len() as u64));
     g.bench_function("keyed blake3 1MiB", |b| b.iter(|| key.blob_id(&chunk)));
-    g.bench_function("seal zstd-3 1MiB", |b| b.iter(|| key.seal(&chunk, true)));
+    // Sealing with and without encryption, compressed and not: the cost of each layer.
+    for (name, encrypted, compress) in [
+        ("seal zstd-3 + xchacha 1MiB", true, true),
+        ("seal zstd-3 + mac 1MiB", false, true),
+        ("seal xchacha only 1MiB", true, false),
+        ("seal mac only 1MiB", false, false),
+    ] {
+        let mut k = key.clone();
+        k.encrypted = encrypted;
+        g.bench_function(name, |b| b.iter(|| k.seal(&chunk, compress)));
+    }
     let sealed = key.seal(&chunk, true);
-    g.bench_function("open 1MiB", |b| {
+    g.bench_function("open xchacha + zstd 1MiB", |b| {
         b.iter(|| key.open(&sealed, &|| "bench".into()).unwrap())
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("kdf");
+    g.sample_size(10);
+    let salt = [7u8; 16];
+    g.bench_function("argon2id default (64 MiB, 3 passes)", |b| {
+        b.iter(|| {
+            cairn_store::KdfParams::default()
+                .derive(b"password", &salt)
+                .unwrap()
+        })
     });
     g.finish();
 
