@@ -40,6 +40,11 @@ pub struct NewKey {
 
 pub fn run(global: &Global, args: &Args) -> Result<u8> {
     let repo = super::open(global)?;
+    if matches!(args.action, Action::Add(_) | Action::Passwd(_))
+        && repo.config().encryption == cairn_store::config::ENCRYPTION_NONE
+    {
+        anyhow::bail!("this repository is not encrypted: it has no passwords to add or change");
+    }
     match &args.action {
         Action::List => {
             let keys = repo.keys()?;

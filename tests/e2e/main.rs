@@ -5,6 +5,7 @@
 
 mod backup;
 mod crash;
+mod encryption;
 mod errors;
 mod harness;
 mod repair;
