@@ -74,7 +74,7 @@ fn hash_and_seal(c: &mut Criterion) {
     let mut g = c.benchmark_group("kdf");
     g.sample_size(10);
     let salt = [7u8; 16];
-    g.bench_function("argon2id default (64 MiB, 3 passes)", |b| {
+    g.bench_function("argon2id default (64 MiB, 10 passes)", |b| {
         b.iter(|| {
             cairn_store::KdfParams::default()
                 .derive(b"password", &salt)

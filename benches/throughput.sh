@@ -36,9 +36,11 @@ step() {
   results+=("$name|$secs|$rss")
 }
 files() { find "$src" -type f -print0; }
-export CAIRN_REPO="$work/repo" CAIRN_CACHE_DIR="$work/cache"
+export CAIRN_REPO="$work/repo" CAIRN_CACHE_DIR="$work/cache" CAIRN_PASSWORD=bench
 rm -rf "$work/repo" "$work/cache" "$work/restore"
-"$cairn" init -q
+# CAIRN_BENCH_INSECURE=1 measures an unencrypted repository (for the encryption's cost).
+if [ -n "${CAIRN_BENCH_INSECURE:-}" ]; then mode=unencrypted; "$cairn" init -q --insecure-no-encryption
+else mode=encrypted; "$cairn" init -q; fi
 
 step "cat"               sh -c "find '$src' -type f -print0 | xargs -0 cat"
 command -v b3sum >/dev/null && step "b3sum"  sh -c "find '$src' -type f -print0 | xargs -0 b3sum --num-threads 2"
@@ -50,9 +52,11 @@ step "cairn backup (all re-read, dedup)" "$cairn" backup -q "$src"
 step "cairn restore"                     "$cairn" restore -q latest --target "$work/restore"
 diff -r "$src" "$work/restore/$(basename "$src")" >/dev/null && verified=yes || verified=NO
 repo_bytes=$(du -sb "$work/repo" | cut -f1)
+# Opening the repository: key unwrap (Argon2id when encrypted) + catalog check, best of 3.
+open_secs=$(for _ in 1 2 3; do /usr/bin/time -f '%e' "$cairn" snapshots -q 2>&1 >/dev/null | tail -n 1; done | sort -n | head -n 1)
 
 cat_secs=$(echo "${results[0]}" | cut -d'|' -f2)
-printf '\n%s, %s cache, %s bytes in %s files; %s %s\n' "$(date -u +%F)" "$cache" "$bytes" \
+printf '\n%s, %s repository, %s cache, %s bytes in %s files; %s %s\n' "$(date -u +%F)" "$mode" "$cache" "$bytes" \
   "$(find "$src" -type f | wc -l)" "$(nproc) cores" "$(uname -m)"
 printf '%-36s %8s %10s %10s %12s\n' step seconds "MB/s" "x cat" "peak RSS"
 for r in "${results[@]}"; do
@@ -63,4 +67,5 @@ for r in "${results[@]}"; do
 done
 printf 'repository: %s bytes (%.1f %% of input); restore identical: %s\n' "$repo_bytes" \
   "$(awk -v a="$repo_bytes" -v b="$bytes" 'BEGIN {print 100 * a / b}')" "$verified"
-echo "reproduce: benches/throughput.sh ${1:-}"
+echo "open latency (cairn snapshots): ${open_secs} s"
+echo "reproduce: ${CAIRN_BENCH_INSECURE:+CAIRN_BENCH_INSECURE=1 }benches/throughput.sh ${1:-}"

@@ -11,6 +11,8 @@ trap 'rm -rf "$work"' EXIT
 cargo build --release --quiet --manifest-path "$here/Cargo.toml"
 cairn="$here/target/release/cairn"
 export CAIRN_REPO="$work/repo" CAIRN_CACHE_DIR="$work/cache"
+# A throw-away password for the demo; real use: CAIRN_PASSWORD_FILE or the prompt.
+export CAIRN_PASSWORD=${CAIRN_PASSWORD:-quickstart-demo-password}
 
 "$cairn" init
 echo "== first backup of $src"

@@ -136,7 +136,7 @@ pub struct KdfArgs {
     /// Argon2id memory in MiB for the new key (default 64: about 0.5 s per open).
     #[arg(long, value_name = "MIB")]
     pub kdf_memory_mib: Option<u32>,
-    /// Argon2id passes for the new key (default 3).
+    /// Argon2id passes for the new key (default 10).
     #[arg(long, value_name = "N")]
     pub kdf_iterations: Option<u32>,
 }
