@@ -4,7 +4,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::errors::walkdir;
 use crate::harness::*;
 
 const MARKER: &str = "QZX-lync-marker-7731";
@@ -304,10 +303,20 @@ fn a_flipped_byte_in_an_index_segment_is_named_and_repairable() {
 fn a_flipped_byte_in_an_encrypted_pack_is_named() {
     let env = Env::new();
     one_file_backup(&env);
+    // The largest pack holds the file's data.
     let mut packs = walkdir(&env.repo().join("data"));
     packs.sort_by_key(|p| fs::metadata(p).unwrap().len());
     let pack = packs.last().unwrap();
     flip_middle(pack);
     let name = pack.file_name().unwrap().to_str().unwrap();
     restore_fails_naming(&env, &format!("pack {name} blob"));
+    let leftovers = fs::read_dir(env.path("out/src")).unwrap().count();
+    assert_eq!(leftovers, 0, "no temporary file is left in the target");
+    let out = env.cairn(&["dump", "latest", "src/f"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("pack {name} blob")));
+    assert!(
+        out.stdout.is_empty(),
+        "dump writes nothing of a chunk that failed"
+    );
 }
