@@ -9,6 +9,9 @@ use serde_json::json;
 
 use crate::{exit, output, Global};
 
+/// How new repositories group SQL Server data pages into chunks (see store/FORMAT.md).
+const PAGE_GROUPING: &str = "page";
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Store objects unencrypted (still authenticated). Anyone who can read the repository can
@@ -26,6 +29,7 @@ pub struct Args {
 pub fn run(global: &Global, args: &Args) -> Result<u8> {
     let path = super::repo_path(global)?;
     let files = ChunkerParams::files();
+    let small = ChunkerParams::small();
     let encryption = if args.insecure_no_encryption {
         None
     } else {
@@ -42,6 +46,12 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
                 avg: files.avg(),
                 max: files.max(),
             },
+            small: ChunkSizes {
+                min: small.min(),
+                avg: small.avg(),
+                max: small.max(),
+            },
+            pages: PAGE_GROUPING.into(),
         },
         encryption,
     };

@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use cairn_chunker::{Chunker, ChunkerParams};
+
+use crate::mssql::Grouping;
+use crate::stream::{Chunkers, StoredStream};
 use cairn_store::{Node, NodeKind, Progress, Repository, Tree, TreeId};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
@@ -135,7 +138,7 @@ impl Excludes {
 
 pub struct Archiver<'a> {
     pub(crate) repo: &'a Repository,
-    pub(crate) chunker: Chunker,
+    pub(crate) chunkers: Chunkers,
     pub(crate) excludes: Excludes,
     pub(crate) progress: &'a dyn Progress,
     pub(crate) counters: Counters,
@@ -155,11 +158,26 @@ impl<'a> Archiver<'a> {
         excludes: &[String],
         progress: &'a dyn Progress,
     ) -> Result<Self> {
-        let sizes = repo.config().chunker.files;
-        let params = ChunkerParams::new(sizes.min, sizes.avg, sizes.max)?;
+        let c = &repo.config().chunker;
+        let chunker = |s: cairn_store::ChunkSizes| -> Result<Chunker> {
+            Ok(Chunker::new(ChunkerParams::new(s.min, s.avg, s.max)?))
+        };
+        let grouping = match c.pages.as_str() {
+            "page" => Grouping::Page,
+            "extent" => Grouping::Extent,
+            other => {
+                return Err(IngestError::InvalidName(format!(
+                    "page grouping {other:?} in the repository config"
+                )))
+            }
+        };
         Ok(Self {
             repo,
-            chunker: Chunker::new(params),
+            chunkers: Chunkers {
+                files: chunker(c.files)?,
+                small: chunker(c.small)?,
+                grouping,
+            },
             excludes: Excludes::new(excludes)?,
             progress,
             counters: Counters::default(),
@@ -253,7 +271,7 @@ impl<'a> Archiver<'a> {
         what: &str,
         had_parent: bool,
     ) -> Result<Node> {
-        let stored = store_stream(self.repo, &self.chunker, reader, what, None, self.progress)?;
+        let stored = store_stream(self.repo, &self.chunkers, reader, what, None, self.progress)?;
         self.counters
             .bytes_read
             .fetch_add(stored.size, Ordering::Relaxed);
@@ -270,8 +288,7 @@ impl<'a> Archiver<'a> {
         node.set_name_bytes(parts.last().expect("placement is not empty"));
         node.mode = 0o644;
         node.mtime_ns = now_ns();
-        node.size = stored.size;
-        node.content = Some(stored.content);
+        self.take_stored(&mut node, stored, what);
         Ok(node)
     }
 
@@ -309,6 +326,21 @@ impl<'a> Archiver<'a> {
             });
         }
         result
+    }
+
+    /// Puts a stored stream's content and metadata on its node; its warnings go to the run's.
+    pub(crate) fn take_stored(&self, node: &mut Node, stored: StoredStream, what: &str) {
+        node.size = stored.size;
+        node.content = Some(stored.content);
+        if let Some(meta) = stored.mssql {
+            let value = serde_json::to_value(meta).expect("metadata serializes");
+            node.meta
+                .get_or_insert_with(Default::default)
+                .insert("mssql".into(), value);
+        }
+        for w in stored.warnings {
+            self.warn(format!("{what}: {w}"));
+        }
     }
 
     fn save_slots(&self, slots: BTreeMap<Vec<u8>, Slot>, mtime_ns: i64) -> Result<TreeId> {

@@ -160,7 +160,7 @@ impl Archiver<'_> {
         let what = display(path);
         let stored = match store_stream(
             self.repo,
-            &self.chunker,
+            &self.chunkers,
             &mut file,
             &what,
             Some(meta.len()),
@@ -180,11 +180,10 @@ impl Archiver<'_> {
                 stored.size
             ));
         }
-        node.size = stored.size;
-        node.content = Some(stored.content);
         let c = &self.counters;
         c.bytes_read.fetch_add(stored.size, Ordering::Relaxed);
         c.chunks_new.fetch_add(stored.chunks_new, Ordering::Relaxed);
+        self.take_stored(&mut node, stored, &what);
         let counter = if parent.is_some() {
             &c.files_changed
         } else {

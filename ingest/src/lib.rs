@@ -4,8 +4,9 @@
 mod archiver;
 mod error;
 mod fs;
+pub mod mssql;
 mod stream;
 
 pub use archiver::{ArchiveOutcome, Archiver, BackupStats, Source};
 pub use error::IngestError;
-pub use stream::store_stream;
+pub use stream::{store_stream, Chunkers, StoredStream};

@@ -6,6 +6,32 @@ use cairn_chunker::Chunker;
 use cairn_store::{BlobKind, Content, ContentBuilder, ContentEntry, Progress, Repository};
 
 use crate::error::{IngestError, Result};
+use crate::mssql::{self, BackupMeta, Container, Grouping, MtfCutter};
+
+/// The chunkers of a repository: generic content, and what SQL Server backups need.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunkers {
+    /// Files and streams of no known kind.
+    pub files: Chunker,
+    /// The non-page parts of SQL Server backups (headers, log, trailer).
+    pub small: Chunker,
+    pub grouping: Grouping,
+}
+
+/// Cuts one stream: chosen from its first bytes.
+enum StreamCutter {
+    Generic(Chunker),
+    Mtf(Box<MtfCutter>),
+}
+
+impl StreamCutter {
+    fn next_cut(&mut self, data: &[u8], eof: bool) -> Option<usize> {
+        match self {
+            StreamCutter::Generic(c) => c.next_cut(data, eof),
+            StreamCutter::Mtf(m) => m.next_cut(data, eof),
+        }
+    }
+}
 
 /// Bytes cut and stored per batch: enough chunks for the hashing and compression of one batch
 /// to keep both cores busy, little enough to keep memory flat.
@@ -17,6 +43,10 @@ pub struct StoredStream {
     pub content: Content,
     pub size: u64,
     pub chunks_new: u64,
+    /// Set for SQL Server backups (`compressed` alone for compressed ones).
+    pub mssql: Option<BackupMeta>,
+    /// Problems with the stream's structure; its bytes are stored exactly regardless.
+    pub warnings: Vec<String>,
 }
 
 /// Reads `reader` to its end, cuts it into chunks, stores the new ones and returns the
@@ -24,13 +54,16 @@ pub struct StoredStream {
 /// so that a small file gets a small buffer.
 pub fn store_stream(
     repo: &Repository,
-    chunker: &Chunker,
+    chunkers: &Chunkers,
     reader: &mut dyn Read,
     what: &str,
     size_hint: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<StoredStream> {
-    let max = chunker.params().max() as usize;
+    let max = chunkers.files.params().max() as usize;
+    let mut cutter: Option<StreamCutter> = None;
+    let mut mssql_meta = None;
+    let mut warnings = Vec::new();
     let full = BATCH + max;
     // buf[..filled] holds bytes read but not yet stored. Zeroing a buffer costs as much as
     // reading into it, so it starts at the expected size (+1 to see the end) and grows to
@@ -72,9 +105,24 @@ pub fn store_stream(
             }
         }
         let data = &buf[..filled];
+        let cutter = cutter.get_or_insert_with(|| match mssql::detect(data) {
+            Container::Mtf => StreamCutter::Mtf(Box::new(MtfCutter::new(chunkers.small, chunkers.grouping))),
+            Container::Compressed => {
+                warnings.push(
+                    "a compressed SQL Server backup: dedup will be poor; back up WITH NO_COMPRESSION, cairn compresses"
+                        .to_string(),
+                );
+                mssql_meta = Some(BackupMeta {
+                    compressed: true,
+                    ..BackupMeta::default()
+                });
+                StreamCutter::Generic(chunkers.files)
+            }
+            Container::Other => StreamCutter::Generic(chunkers.files),
+        });
         let mut slices: Vec<&[u8]> = Vec::new();
         let mut pos = 0;
-        while let Some(n) = chunker.next_cut(&data[pos..], eof) {
+        while let Some(n) = cutter.next_cut(&data[pos..], eof) {
             if n == 0 {
                 break;
             }
@@ -96,10 +144,17 @@ pub fn store_stream(
         filled -= pos;
     }
     let content = builder.finish(&mut save_list)?;
+    if let Some(StreamCutter::Mtf(m)) = cutter {
+        let (meta, w) = m.finish();
+        mssql_meta = Some(meta);
+        warnings.extend(w);
+    }
     Ok(StoredStream {
         content,
         size,
         chunks_new,
+        mssql: mssql_meta,
+        warnings,
     })
 }
 
@@ -118,6 +173,12 @@ mod tests {
                     avg: p.avg(),
                     max: p.max(),
                 },
+                small: ChunkSizes {
+                    min: 16 << 10,
+                    avg: 64 << 10,
+                    max: 256 << 10,
+                },
+                pages: "page".into(),
             },
             encryption: None,
         };
@@ -148,7 +209,11 @@ mod tests {
     fn content_does_not_depend_on_buffering_or_size_hints() {
         let dir = tempfile::tempdir().unwrap();
         let repo = repo(dir.path());
-        let chunker = Chunker::new(ChunkerParams::files());
+        let chunkers = Chunkers {
+            files: Chunker::new(ChunkerParams::files()),
+            small: Chunker::new(ChunkerParams::small()),
+            grouping: Grouping::Page,
+        };
         let mut data = Vec::new();
         let mut x = 7u64;
         while data.len() < 40 << 20 {
@@ -165,7 +230,7 @@ mod tests {
             (Some(1 << 30), 777),
         ] {
             let mut reader = Trickle(&data, step);
-            let s = store_stream(&repo, &chunker, &mut reader, "test", hint, &NoProgress).unwrap();
+            let s = store_stream(&repo, &chunkers, &mut reader, "test", hint, &NoProgress).unwrap();
             assert_eq!(s.size, data.len() as u64);
             results.push(s.content);
         }

@@ -18,6 +18,10 @@ pub struct ChunkSizes {
 pub struct ChunkerConfig {
     /// Files and generic streams.
     pub files: ChunkSizes,
+    /// The non-page parts of SQL Server backups: headers, log, trailer.
+    pub small: ChunkSizes,
+    /// How the data pages of SQL Server backups are grouped: `page` or `extent`.
+    pub pages: String,
 }
 
 /// The plaintext `config` file: what any client needs before it holds the key.

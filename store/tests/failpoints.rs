@@ -139,6 +139,12 @@ fn a_failure_at_any_write_leaves_a_valid_repository() {
                 avg: 1 << 20,
                 max: 4 << 20,
             },
+            small: ChunkSizes {
+                min: 16 << 10,
+                avg: 64 << 10,
+                max: 256 << 10,
+            },
+            pages: "page".into(),
         },
         encryption: Some(Encryption {
             password: password().unwrap(),
