@@ -118,7 +118,7 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
         paths,
         tree: outcome.tree,
         parent: parent.map(|(id, _)| id),
-        partial: !outcome.warnings.is_empty(),
+        partial: outcome.partial,
         summary: SnapshotSummary {
             bytes_read: stats.bytes_read,
             bytes_added: 0,
@@ -129,6 +129,7 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
             duration_s: 0.0,
             warnings: outcome.warnings.clone(),
         },
+        mssql: outcome.mssql.clone(),
     };
     // Everything but the manifest is written by the flush inside save_snapshot; count it first.
     repo.flush()?;
@@ -165,17 +166,19 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
             stats.chunks_new,
             duration
         ))?;
-        if !outcome.warnings.is_empty() {
+        if outcome.partial {
             output::line(&format!(
                 "{} warnings: some sources could not be read",
                 outcome.warnings.len()
             ))?;
+        } else if !outcome.warnings.is_empty() {
+            output::line(&format!("{} warnings", outcome.warnings.len()))?;
         }
         output::line(&format!("snapshot {} saved", id.short()))?;
     }
-    Ok(if outcome.warnings.is_empty() {
-        exit::OK
-    } else {
+    Ok(if outcome.partial {
         exit::PARTIAL
+    } else {
+        exit::OK
     })
 }

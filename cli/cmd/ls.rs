@@ -110,11 +110,14 @@ fn print_node(global: &Global, args: &Args, path: &str, node: &Node) -> Result<(
         return output::json(&v);
     }
     if args.long {
-        let target = node
+        let mut target = node
             .target
             .as_ref()
             .map(|t| format!(" -> {t}"))
             .unwrap_or_default();
+        if let Some(m) = node.meta.as_ref().and_then(|m| m.get("mssql")) {
+            target.push_str(&format!("  [{}]", super::mssql_line(m)));
+        }
         output::line(&format!(
             "{} {:>12} {} {path}{target}",
             mode_string(node),

@@ -175,5 +175,32 @@ pub fn snapshot_json(id: &SnapshotId, snap: &Snapshot) -> serde_json::Value {
         "parent": snap.parent.map(|p| p.to_hex()),
         "partial": snap.partial,
         "summary": snap.summary,
+        "mssql": snap.mssql,
     })
+}
+
+/// One line about a SQL Server backup: `rtcxds full 2023-11-14 02:00:00, LSN 34:100:1 to 34:200:1`.
+pub fn mssql_line(meta: &serde_json::Value) -> String {
+    let field = |k: &str| meta.get(k).and_then(|v| v.as_str()).unwrap_or("?");
+    if meta.get("compressed").and_then(|v| v.as_bool()) == Some(true)
+        && meta.get("database").is_none()
+    {
+        return "SQL Server backup, compressed (not parsed)".into();
+    }
+    let kind = match field("backup_type") {
+        "D" => "full",
+        "I" => "differential",
+        "L" => "log",
+        other => other,
+    };
+    format!(
+        "{} {kind} {}, LSN {} to {}",
+        field("database"),
+        meta.get("backup_finish")
+            .or_else(|| meta.get("backup_start"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("?"),
+        field("first_lsn"),
+        field("last_lsn")
+    )
 }

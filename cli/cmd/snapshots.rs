@@ -32,6 +32,10 @@ pub fn run(global: &Global, _args: &Args) -> Result<u8> {
             s.paths.join(" "),
             if s.partial { "  (partial)" } else { "" }
         ))?;
+        for m in &s.mssql {
+            let path = m.get("path").and_then(|p| p.as_str()).unwrap_or("?");
+            output::line(&format!("          {path}: {}", super::mssql_line(m)))?;
+        }
     }
     if !global.quiet {
         output::line(&format!("{} snapshots", snapshots.len()))?;

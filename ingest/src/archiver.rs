@@ -84,8 +84,14 @@ pub struct BackupStats {
 pub struct ArchiveOutcome {
     pub tree: TreeId,
     pub stats: BackupStats,
-    /// Problems that did not stop the backup (unreadable files, missing sources).
+    /// Problems that did not stop the backup: unreadable files and missing sources, and
+    /// advisories (a compressed SQL backup, a file that changed while read, a skipped socket).
     pub warnings: Vec<String>,
+    /// Some files or sources could not be read (a subset of the warnings said so).
+    pub partial: bool,
+    /// Every SQL Server backup stored: its path in the snapshot and its metadata, for listings
+    /// and chain-aware retention.
+    pub mssql: Vec<serde_json::Value>,
 }
 
 #[derive(Default)]
@@ -96,6 +102,7 @@ pub(crate) struct Counters {
     pub files_changed: AtomicU64,
     pub files_unmodified: AtomicU64,
     pub dirs: AtomicU64,
+    pub unreadable: AtomicU64,
 }
 
 /// Exclusion patterns: a pattern with a `/` matches the absolute path, any other the name.
@@ -143,6 +150,7 @@ pub struct Archiver<'a> {
     pub(crate) progress: &'a dyn Progress,
     pub(crate) counters: Counters,
     warnings: Mutex<Vec<String>>,
+    mssql: Mutex<Vec<serde_json::Value>>,
 }
 
 /// A partly assembled root: source nodes placed at their names, with the directories between.
@@ -182,12 +190,20 @@ impl<'a> Archiver<'a> {
             progress,
             counters: Counters::default(),
             warnings: Mutex::new(Vec::new()),
+            mssql: Mutex::new(Vec::new()),
         })
     }
 
+    /// An advisory: listed in the summary, but the snapshot is complete.
     pub(crate) fn warn(&self, message: String) {
         self.progress.warn(&message);
         self.warnings.lock().expect("warnings mutex").push(message);
+    }
+
+    /// Something could not be read: the snapshot will be marked partial (exit code 3).
+    pub(crate) fn unreadable(&self, message: String) {
+        self.counters.unreadable.fetch_add(1, Ordering::Relaxed);
+        self.warn(message);
     }
 
     /// Archives every source into one root tree. `parent` is the root tree of the previous
@@ -213,7 +229,8 @@ impl<'a> Archiver<'a> {
             let node = match source {
                 Source::Path(path) => {
                     let name = parts.last().expect("placement is not empty");
-                    self.archive_path(path, name, parent_node.as_ref())?
+                    let rel = String::from_utf8_lossy(&parts.join(&b'/')).into_owned();
+                    self.archive_path(path, name, &rel, parent_node.as_ref())?
                 }
                 Source::Stdin { name } => {
                     let stdin = std::io::stdin();
@@ -240,10 +257,14 @@ impl<'a> Archiver<'a> {
             dirs: c.dirs.load(Ordering::Relaxed),
         };
         let warnings = std::mem::take(&mut *self.warnings.lock().expect("warnings mutex"));
+        let mut mssql = std::mem::take(&mut *self.mssql.lock().expect("mssql mutex"));
+        mssql.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
         Ok(ArchiveOutcome {
             tree,
             stats,
             warnings,
+            partial: c.unreadable.load(Ordering::Relaxed) > 0,
+            mssql,
         })
     }
 
@@ -288,7 +309,8 @@ impl<'a> Archiver<'a> {
         node.set_name_bytes(parts.last().expect("placement is not empty"));
         node.mode = 0o644;
         node.mtime_ns = now_ns();
-        self.take_stored(&mut node, stored, what);
+        let rel = String::from_utf8_lossy(&parts.join(&b'/')).into_owned();
+        self.take_stored(&mut node, stored, what, &rel);
         Ok(node)
     }
 
@@ -328,18 +350,31 @@ impl<'a> Archiver<'a> {
         result
     }
 
-    /// Puts a stored stream's content and metadata on its node; its warnings go to the run's.
-    pub(crate) fn take_stored(&self, node: &mut Node, stored: StoredStream, what: &str) {
+    /// Puts a stored stream's content and metadata on its node (at `rel` in the snapshot);
+    /// its warnings go to the run's.
+    pub(crate) fn take_stored(&self, node: &mut Node, stored: StoredStream, what: &str, rel: &str) {
         node.size = stored.size;
         node.content = Some(stored.content);
         if let Some(meta) = stored.mssql {
             let value = serde_json::to_value(meta).expect("metadata serializes");
+            let mut listed = value.clone();
+            listed["path"] = serde_json::Value::String(rel.to_string());
+            self.mssql.lock().expect("mssql mutex").push(listed);
             node.meta
                 .get_or_insert_with(Default::default)
                 .insert("mssql".into(), value);
         }
         for w in stored.warnings {
             self.warn(format!("{what}: {w}"));
+        }
+    }
+
+    /// Lists the SQL backup of a node taken over unread from the parent snapshot.
+    pub(crate) fn relist(&self, node: &Node, rel: &str) {
+        if let Some(value) = node.meta.as_ref().and_then(|m| m.get("mssql")) {
+            let mut listed = value.clone();
+            listed["path"] = serde_json::Value::String(rel.to_string());
+            self.mssql.lock().expect("mssql mutex").push(listed);
         }
     }
 

@@ -33,20 +33,21 @@ impl Archiver<'_> {
         &self,
         path: &Path,
         name: &[u8],
+        rel: &str,
         parent: Option<&Node>,
     ) -> Result<Option<Node>> {
         let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) => {
-                self.warn(format!("{}: {e}", display(path)));
+                self.unreadable(format!("{}: {e}", display(path)));
                 return Ok(None);
             }
         };
         let ft = meta.file_type();
         if ft.is_dir() {
-            self.archive_dir(path, name, &meta, parent)
+            self.archive_dir(path, name, rel, &meta, parent)
         } else if ft.is_file() {
-            self.archive_file(path, name, &meta, parent)
+            self.archive_file(path, name, rel, &meta, parent)
         } else if ft.is_symlink() {
             match std::fs::read_link(path) {
                 Ok(target) => {
@@ -55,7 +56,7 @@ impl Archiver<'_> {
                     Ok(Some(node))
                 }
                 Err(e) => {
-                    self.warn(format!("{}: reading symlink: {e}", display(path)));
+                    self.unreadable(format!("{}: reading symlink: {e}", display(path)));
                     Ok(None)
                 }
             }
@@ -76,6 +77,7 @@ impl Archiver<'_> {
         &self,
         path: &Path,
         name: &[u8],
+        rel: &str,
         meta: &Metadata,
         parent: Option<&Node>,
     ) -> Result<Option<Node>> {
@@ -97,7 +99,7 @@ impl Archiver<'_> {
                         .io_error()
                         .map(ToString::to_string)
                         .unwrap_or_else(|| e.to_string());
-                    self.warn(format!("{at}: {reason}"));
+                    self.unreadable(format!("{at}: {reason}"));
                     if e.depth() == 0 {
                         // The directory itself cannot be listed: leave it out.
                         return Ok(None);
@@ -116,7 +118,8 @@ impl Archiver<'_> {
             .par_iter()
             .map(|(child, child_name)| {
                 let prev = parent_tree.as_ref().and_then(|t| t.find(child_name));
-                self.archive_path(child, child_name, prev)
+                let child_rel = format!("{rel}/{}", String::from_utf8_lossy(child_name));
+                self.archive_path(child, child_name, &child_rel, prev)
             })
             .collect::<Result<_>>()?;
         let tree = Tree::new(nodes.into_iter().flatten().collect());
@@ -130,6 +133,7 @@ impl Archiver<'_> {
         &self,
         path: &Path,
         name: &[u8],
+        rel: &str,
         meta: &Metadata,
         parent: Option<&Node>,
     ) -> Result<Option<Node>> {
@@ -144,6 +148,8 @@ impl Archiver<'_> {
         }) {
             node.size = prev.size;
             node.content = prev.content.clone();
+            node.meta = prev.meta.clone();
+            self.relist(&node, rel);
             self.counters
                 .files_unmodified
                 .fetch_add(1, Ordering::Relaxed);
@@ -153,7 +159,7 @@ impl Archiver<'_> {
         let mut file = match File::open(path) {
             Ok(f) => f,
             Err(e) => {
-                self.warn(format!("{}: {e}", display(path)));
+                self.unreadable(format!("{}: {e}", display(path)));
                 return Ok(None);
             }
         };
@@ -168,7 +174,7 @@ impl Archiver<'_> {
         ) {
             Ok(s) => s,
             Err(e @ IngestError::Io { .. }) => {
-                self.warn(e.to_string());
+                self.unreadable(e.to_string());
                 return Ok(None);
             }
             Err(e) => return Err(e),
@@ -183,7 +189,7 @@ impl Archiver<'_> {
         let c = &self.counters;
         c.bytes_read.fetch_add(stored.size, Ordering::Relaxed);
         c.chunks_new.fetch_add(stored.chunks_new, Ordering::Relaxed);
-        self.take_stored(&mut node, stored, &what);
+        self.take_stored(&mut node, stored, &what, rel);
         let counter = if parent.is_some() {
             &c.files_changed
         } else {

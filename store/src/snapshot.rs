@@ -41,6 +41,10 @@ pub struct Snapshot {
     pub partial: bool,
     #[serde(default)]
     pub summary: SnapshotSummary,
+    /// The SQL Server backups in the snapshot: `{"path", "database", "backup_type", LSNs…}`
+    /// (opaque to the store), for listings and chain-aware retention.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mssql: Vec<serde_json::Value>,
 }
 
 pub fn snapshot_path(id: &SnapshotId) -> String {

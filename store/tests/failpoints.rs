@@ -106,6 +106,7 @@ fn backup(repo: &Repository, seed: u64) -> Result<Vec<u8>> {
         parent: None,
         partial: false,
         summary: Default::default(),
+        mssql: vec![],
     };
     repo.save_snapshot(&snapshot)?;
     Ok(data)

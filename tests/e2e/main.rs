@@ -8,4 +8,5 @@ mod crash;
 mod encryption;
 mod errors;
 mod harness;
+mod mssql;
 mod repair;
