@@ -256,9 +256,12 @@ impl<'a> Archiver<'a> {
             files_unmodified: c.files_unmodified.load(Ordering::Relaxed),
             dirs: c.dirs.load(Ordering::Relaxed),
         };
-        let warnings = std::mem::take(&mut *self.warnings.lock().expect("warnings mutex"));
         let mut mssql = std::mem::take(&mut *self.mssql.lock().expect("mssql mutex"));
         mssql.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+        for w in incomplete_stripes(&mssql) {
+            self.warn(w);
+        }
+        let warnings = std::mem::take(&mut *self.warnings.lock().expect("warnings mutex"));
         Ok(ArchiveOutcome {
             tree,
             stats,
@@ -395,6 +398,38 @@ impl<'a> Archiver<'a> {
         }
         Ok(self.repo.save_tree(&Tree::new(nodes))?)
     }
+}
+
+/// Striped backups (one media set written to several files) restore only with every file:
+/// a warning per media set of which the snapshot holds only some families.
+fn incomplete_stripes(mssql: &[serde_json::Value]) -> Vec<String> {
+    let mut sets: BTreeMap<&str, (u64, Vec<u64>, Vec<&str>)> = BTreeMap::new();
+    for m in mssql {
+        let (Some(guid), Some(count), Some(number)) = (
+            m["media_set_guid"].as_str(),
+            m["family_count"].as_u64(),
+            m["family_number"].as_u64(),
+        ) else {
+            continue;
+        };
+        if count > 1 {
+            let entry = sets.entry(guid).or_insert((count, Vec::new(), Vec::new()));
+            entry.1.push(number);
+            entry.2.push(m["path"].as_str().unwrap_or("?"));
+        }
+    }
+    sets.into_iter()
+        .filter_map(|(guid, (count, mut numbers, paths))| {
+            numbers.sort_unstable();
+            numbers.dedup();
+            ((numbers.len() as u64) < count).then(|| {
+                format!(
+                    "striped SQL Server backup (media set {guid}) has {count} files but the snapshot holds only number(s) {numbers:?} ({}): it cannot be restored without the others",
+                    paths.join(", ")
+                )
+            })
+        })
+        .collect()
 }
 
 /// Places `node` at `parts` (the last part is its name), creating directories on the way.

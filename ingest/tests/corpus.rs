@@ -149,3 +149,100 @@ fn two_nightly_fulls_share_their_unchanged_pages() {
         eprintln!("{grouping:?}: {shared} of {} chunks shared", second.len());
     }
 }
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn sample_backup() -> Option<(Vec<u8>, u64, u64)> {
+    let dir = corpus()?;
+    let name = "salmanshariff07__Sales_Analysis_SQL/Northwind.bak";
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("MANIFEST.json")).unwrap()).unwrap();
+    let stream = &manifest[name]["data_streams"][0];
+    let data = std::fs::read(dir.join(name)).unwrap();
+    Some((
+        data,
+        stream["offset"].as_u64().unwrap(),
+        stream["pages"].as_u64().unwrap(),
+    ))
+}
+
+#[test]
+fn pages_that_look_encrypted_are_reported() {
+    let Some((mut data, first, pages)) = sample_backup() else {
+        eprintln!("skipped: ../shared/corpus/sqlbak is not present");
+        return;
+    };
+    for p in 0..pages {
+        let at = (first + p * 8192) as usize;
+        data[at + 96..at + 8192].copy_from_slice(&pseudo_random(8192 - 96, p + 1));
+    }
+    let (cuts, cutter) = cut_all(&data, usize::MAX / 2, Grouping::Page);
+    assert_eq!(cuts.iter().sum::<usize>(), data.len());
+    let (meta, warnings) = cutter.finish();
+    assert_eq!(meta.pages, pages);
+    assert!(
+        warnings.iter().any(|w| w.contains("look encrypted")),
+        "{warnings:?}"
+    );
+}
+
+/// Damage anywhere (a flipped byte, a truncation) never loses a byte: the cuts still tile the
+/// input, and damage to the structure is reported.
+#[test]
+fn damaged_and_truncated_backups_fall_back_to_generic_chunking() {
+    let Some((data, first, _)) = sample_backup() else {
+        eprintln!("skipped: ../shared/corpus/sqlbak is not present");
+        return;
+    };
+    // A flipped byte in the MSDA block header (the block before the pages).
+    let msda = data
+        .windows(4)
+        .position(|w| w == b"MSDA")
+        .expect("an MSDA block");
+    let mut bad = data.clone();
+    bad[msda + 20] ^= 0x01;
+    let (cuts, cutter) = cut_all(&bad, 65536, Grouping::Page);
+    assert_eq!(cuts.iter().sum::<usize>(), bad.len());
+    let (meta, warnings) = cutter.finish();
+    assert_eq!(meta.pages, 0, "no page region after a damaged header");
+    assert!(
+        warnings[0].contains("MSDA block header checksum mismatch"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[0].contains(&format!("byte {msda}")),
+        "{warnings:?}"
+    );
+
+    // Truncated in the middle of the pages, and in the middle of a header.
+    for len in [first as usize + 8192 * 10 + 100, msda + 30, 70] {
+        let (cuts, cutter) = cut_all(&data[..len], 65536, Grouping::Extent);
+        assert_eq!(cuts.iter().sum::<usize>(), len);
+        let (_, warnings) = cutter.finish();
+        assert!(
+            warnings.iter().any(|w| w.contains("truncated")),
+            "{len}: {warnings:?}"
+        );
+    }
+
+    // Random damage: never a panic, always an exact tiling.
+    for seed in 0..200u64 {
+        let mut bad = data.clone();
+        let noise = pseudo_random(16, seed + 7);
+        let at = (u64::from_le_bytes(noise[..8].try_into().unwrap()) % data.len() as u64) as usize;
+        bad[at] ^= noise[8] | 1;
+        let len = if seed % 3 == 0 { at + 1 } else { bad.len() };
+        let (cuts, _) = cut_all(&bad[..len], 4096 + seed as usize * 97, Grouping::Page);
+        assert_eq!(cuts.iter().sum::<usize>(), len, "seed {seed}");
+    }
+}

@@ -45,13 +45,21 @@ fn every_corpus_backup_restores_exactly_with_its_metadata() {
     let env = Env::new();
     env.init();
     let summary = env.backup_json(&[dir.to_str().unwrap()]);
-    // The compressed backup gets an advisory; nothing is partial.
-    let warnings = summary["warnings"].as_array().unwrap();
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0]
-        .as_str()
+    // Two advisories, nothing partial: the compressed backup, and the striped Northwind whose
+    // second file never existed (family 1 of 2). RestoreTimeStripe has both its files.
+    let warnings: Vec<&str> = summary["warnings"]
+        .as_array()
         .unwrap()
-        .contains("compressed SQL Server backup"));
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings
+        .iter()
+        .any(|w| w.contains("TutorialDB.bak") && w.contains("compressed SQL Server backup")));
+    assert!(warnings.iter().any(|w| w.contains("striped")
+        && w.contains("CConocimientos__Northwind/Northwind.bak")
+        && w.contains("[1]")));
 
     let target = env.path("restored");
     env.cairn(&["restore", "latest", "--target", target.to_str().unwrap()])
