@@ -23,7 +23,7 @@ pub mod exit {
     pub const LOCKED: u8 = 11;
     /// Wrong password, or none given.
     pub const PASSWORD: u8 = 12;
-    /// The repository is damaged (`repair index` found unreadable packs).
+    /// The repository is damaged (`check` found problems, `repair index` unreadable packs).
     pub const DAMAGED: u8 = 13;
 }
 
@@ -73,6 +73,8 @@ pub enum Command {
     Restore(cmd::restore::Args),
     /// Write one file of a snapshot to standard output.
     Dump(cmd::dump::Args),
+    /// Verify that the repository is whole.
+    Check(cmd::check::Args),
     /// Repair repository metadata.
     Repair(cmd::repair::Args),
     /// Manage the passwords (key files) of the repository.
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
         Command::Ls(a) => cmd::ls::run(&cli.global, a),
         Command::Restore(a) => cmd::restore::run(&cli.global, a),
         Command::Dump(a) => cmd::dump::run(&cli.global, a),
+        Command::Check(a) => cmd::check::run(&cli.global, a),
         Command::Repair(a) => cmd::repair::run(&cli.global, a),
         Command::Key(a) => cmd::key::run(&cli.global, a),
     };

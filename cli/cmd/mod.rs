@@ -2,6 +2,7 @@
 //! snapshots.
 
 pub mod backup;
+pub mod check;
 pub mod dump;
 pub mod init;
 pub mod key;

@@ -325,6 +325,56 @@ impl Catalog {
         rows.map(|r| r.map_err(|e| self.err(e))).collect()
     }
 
+    /// Every indexed pack and its size, in ID order.
+    pub fn packs(&self) -> Result<Vec<(PackId, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT pack_id, size FROM packs ORDER BY pack_id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((PackId(r.get(0)?), r.get::<_, i64>(1)? as u64)))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+    }
+
+    /// The blobs the index says a pack holds, in offset order.
+    pub fn pack_entries(&self, pack: &PackId) -> Result<Vec<crate::pack::PackEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT blobs.blob_id, blobs.kind, blobs.offset, blobs.length, blobs.raw_len
+                 FROM blobs JOIN packs ON packs.id = blobs.pack
+                 WHERE packs.pack_id = ?1 ORDER BY blobs.offset",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([&pack.0], |r| {
+                Ok((
+                    r.get::<_, [u8; 32]>(0)?,
+                    r.get::<_, u8>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kind, offset, length, raw_len) = row.map_err(|e| self.err(e))?;
+            let kind = BlobKind::from_code(kind).ok_or_else(|| {
+                StoreError::corrupt(format!("catalog {}", self.path.display()), "bad blob kind")
+            })?;
+            out.push(crate::pack::PackEntry {
+                kind,
+                id: BlobId(id),
+                offset: offset as u64,
+                length: length as u64,
+                raw_len: raw_len as u64,
+            });
+        }
+        Ok(out)
+    }
+
     /// Number of distinct blobs and packs known.
     pub fn counts(&self) -> Result<(u64, u64)> {
         let blobs: i64 = self

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod catalog;
+pub mod check;
 pub mod config;
 pub mod envelope;
 pub mod error;

@@ -716,6 +716,42 @@ impl Repository {
         Ok(Some(node))
     }
 
+    /// Every indexed pack and its size.
+    pub fn indexed_packs(&self) -> Result<Vec<(PackId, u64)>> {
+        self.catalog().packs()
+    }
+
+    /// The blobs the index lists in `pack`.
+    pub fn pack_entries(&self, pack: &PackId) -> Result<Vec<crate::pack::PackEntry>> {
+        self.catalog().pack_entries(pack)
+    }
+
+    /// Reads a pack's trailer from the repository.
+    pub fn read_pack_trailer(&self, pack: &PackId) -> Result<(u64, Vec<crate::pack::PackEntry>)> {
+        read_trailer(&*self.backend, &self.key, pack)
+    }
+
+    /// Authenticates one blob from a pack's bytes and checks it against its ID.
+    pub fn verify_blob_bytes(
+        &self,
+        pack: &PackId,
+        entry: &crate::pack::PackEntry,
+        envelope: &[u8],
+    ) -> Result<()> {
+        let object = || format!("pack {pack} blob {}", entry.id);
+        let plain = self.key.open(envelope, &object)?;
+        if self.key.blob_id(&plain) != entry.id {
+            return Err(StoreError::corrupt(
+                object(),
+                "content does not match its ID",
+            ));
+        }
+        if plain.len() as u64 != entry.raw_len {
+            return Err(StoreError::corrupt(object(), "size differs from the index"));
+        }
+        Ok(())
+    }
+
     /// Lists the packs under `data/`.
     pub fn list_packs(&self) -> Result<Vec<PackId>> {
         let mut out = Vec::new();

@@ -4,6 +4,7 @@
 //! SMB share), otherwise in a temporary directory.
 
 mod backup;
+mod check;
 mod crash;
 mod encryption;
 mod errors;
