@@ -73,6 +73,8 @@ pub enum Command {
     Restore(cmd::restore::Args),
     /// Write one file of a snapshot to standard output.
     Dump(cmd::dump::Args),
+    /// Remove snapshots by a retention policy (chain-aware for SQL Server backups).
+    Forget(cmd::forget::Args),
     /// Verify that the repository is whole.
     Check(cmd::check::Args),
     /// Repair repository metadata.
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
         Command::Restore(a) => cmd::restore::run(&cli.global, a),
         Command::Dump(a) => cmd::dump::run(&cli.global, a),
         Command::Check(a) => cmd::check::run(&cli.global, a),
+        Command::Forget(a) => cmd::forget::run(&cli.global, a),
         Command::Repair(a) => cmd::repair::run(&cli.global, a),
         Command::Key(a) => cmd::key::run(&cli.global, a),
     };

@@ -15,6 +15,7 @@ pub mod pack;
 pub mod progress;
 pub mod repository;
 pub mod restore;
+pub mod retention;
 pub mod snapshot;
 pub mod tree;
 

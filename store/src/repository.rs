@@ -660,6 +660,13 @@ impl Repository {
         }
     }
 
+    /// Removes a snapshot manifest from the repository and the catalog. Its data stays until
+    /// a prune finds it unreferenced.
+    pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.backend.remove(&snapshot_path(id))?;
+        self.catalog().remove_snapshot(id)
+    }
+
     /// Every snapshot, oldest first (from the catalog's copies of the sealed manifests).
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let mut out = Vec::new();

@@ -8,6 +8,7 @@ mod check;
 mod crash;
 mod encryption;
 mod errors;
+mod forget;
 mod harness;
 mod mssql;
 mod repair;
