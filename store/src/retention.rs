@@ -159,8 +159,11 @@ fn group_key(s: &Snapshot, by: GroupBy) -> (String, Vec<String>, Vec<String>) {
     )
 }
 
+/// A time bucket of a rule: (year, month or ISO week, day, hour), unused parts zero.
+type Bucket = (i32, u32, u32, u32);
+
 /// The bucket a rule puts a snapshot in, in the snapshot's own time zone.
-fn bucket(rule: &str, t: &DateTime<FixedOffset>) -> (i32, u32, u32, u32) {
+fn bucket(rule: &str, t: &DateTime<FixedOffset>) -> Bucket {
     match rule {
         "hourly" => (t.year(), t.month(), t.day(), t.hour()),
         "daily" => (t.year(), t.month(), t.day(), 0),
@@ -189,7 +192,7 @@ pub fn plan(
         // Newest first; equal times by ID so the plan does not depend on input order.
         members.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(a.0.cmp(&b.0)));
         let newest = members[0].1.time;
-        let mut rules: Vec<(&str, u32, Option<(i32, u32, u32, u32)>)> = [
+        let mut rules: Vec<(&str, u32, Option<Bucket>)> = [
             ("hourly", policy.hourly),
             ("daily", policy.daily),
             ("weekly", policy.weekly),
