@@ -54,9 +54,19 @@ pub struct Global {
     /// Where the local catalog lives (default: the user's cache directory, then `cairn`).
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
+    /// How long to wait for another process's conflicting lock (backups wait for a prune, a
+    /// prune for backups) before giving up with exit code 11.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 3600)]
+    pub lock_wait: u64,
     /// Read the repository password from the first line of FILE (before CAIRN_PASSWORD).
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+}
+
+impl Global {
+    pub fn lock_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lock_wait)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -77,6 +87,8 @@ pub enum Command {
     Forget(cmd::forget::Args),
     /// Verify that the repository is whole.
     Check(cmd::check::Args),
+    /// Delete data no snapshot references.
+    Prune(cmd::prune::Args),
     /// Repair repository metadata.
     Repair(cmd::repair::Args),
     /// Manage the passwords (key files) of the repository.
@@ -104,6 +116,7 @@ fn main() -> ExitCode {
         Command::Dump(a) => cmd::dump::run(&cli.global, a),
         Command::Check(a) => cmd::check::run(&cli.global, a),
         Command::Forget(a) => cmd::forget::run(&cli.global, a),
+        Command::Prune(a) => cmd::prune::run(&cli.global, a),
         Command::Repair(a) => cmd::repair::run(&cli.global, a),
         Command::Key(a) => cmd::key::run(&cli.global, a),
     };

@@ -88,7 +88,9 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
         .clone()
         .unwrap_or_else(cairn_store::lock::hostname);
     let repo = super::open(global)?;
-    let (_lock, notices) = repo.lock(false).context("locking the repository")?;
+    let (_lock, notices) = repo
+        .lock_waiting(false, global.lock_wait())
+        .context("locking the repository")?;
     super::report_notices(&notices);
 
     let paths: Vec<String> = sources.iter().map(Source::describe).collect();

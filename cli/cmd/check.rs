@@ -25,7 +25,9 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
     };
     let repo = super::open(global)?;
     // Shared: backups may run meanwhile (their packs are not indexed yet and are not checked).
-    let (_lock, notices) = repo.lock(false).context("locking the repository")?;
+    let (_lock, notices) = repo
+        .lock_waiting(false, global.lock_wait())
+        .context("locking the repository")?;
     super::report_notices(&notices);
     let report = check(&repo, read_data)?;
     if global.json {

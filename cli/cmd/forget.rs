@@ -41,6 +41,12 @@ pub struct Args {
     /// Print the plan and remove nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Prune afterwards (see `cairn prune`).
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: as `prune --max-unused`.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
+    pub max_unused: f64,
 }
 
 pub fn run(global: &Global, args: &Args) -> Result<u8> {
@@ -59,7 +65,9 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
     }
     let repo = super::open(global)?;
     // Shared: removing manifests does not disturb running backups.
-    let (_lock, notices) = repo.lock(false).context("locking the repository")?;
+    let (lock, notices) = repo
+        .lock_waiting(false, global.lock_wait())
+        .context("locking the repository")?;
     super::report_notices(&notices);
     let snapshots = repo.snapshots()?;
     let plan = plan(&snapshots, &policy, args.group_by, !args.ignore_chains);
@@ -106,10 +114,14 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
     }
     if !global.quiet && !global.json {
         output::line(&format!(
-            "removed {} snapshots, kept {} (their data stays until a prune)",
+            "removed {} snapshots, kept {}",
             plan.remove.len(),
             plan.keep.len()
         ))?;
+    }
+    if args.prune {
+        drop(lock);
+        return super::prune::prune(global, &repo, args.max_unused, false);
     }
     Ok(exit::OK)
 }

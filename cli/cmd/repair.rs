@@ -26,7 +26,9 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
 fn index(global: &Global) -> Result<u8> {
     // The index may be unreadable: open without reading it.
     let repo = super::open_with(global, false)?;
-    let (_lock, notices) = repo.lock(true).context("locking the repository")?;
+    let (_lock, notices) = repo
+        .lock_waiting(true, global.lock_wait())
+        .context("locking the repository")?;
     super::report_notices(&notices);
     let report = repo.repair_index()?;
     for d in &report.damaged_packs {

@@ -33,6 +33,16 @@ CREATE INDEX blobs_by_pack ON blobs(pack);
 CREATE TABLE snapshots (snapshot_id BLOB PRIMARY KEY, sealed BLOB NOT NULL);
 ";
 
+/// How much of a pack the snapshots still use (after a mark phase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackUsage {
+    pub pack: PackId,
+    pub size: u64,
+    pub live_bytes: u64,
+    pub live_blobs: u64,
+    pub blobs: u64,
+}
+
 /// Where one copy of a blob lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobLocation {
@@ -371,6 +381,95 @@ impl Catalog {
                 length: length as u64,
                 raw_len: raw_len as u64,
             });
+        }
+        Ok(out)
+    }
+
+    /// Starts a mark phase: an empty temporary set of live blobs (one chosen copy each).
+    pub fn live_reset(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS live (blob_id BLOB PRIMARY KEY, pack INTEGER NOT NULL) WITHOUT ROWID;
+                 DELETE FROM live;",
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Marks blobs live; for each, whether it was newly marked. A blob the index does not know
+    /// is an error (prune must not guess). The copy in the lowest-numbered pack is the one kept.
+    pub fn live_insert(&mut self, ids: &[BlobId]) -> Result<Vec<bool>> {
+        let path = self.path.clone();
+        let e = |source| self_err(&path, source);
+        let tx = self.conn.transaction().map_err(e)?;
+        let mut out = Vec::with_capacity(ids.len());
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO live (blob_id, pack)
+                     SELECT blob_id, min(pack) FROM blobs WHERE blob_id = ?1 GROUP BY blob_id",
+                )
+                .map_err(e)?;
+            let mut known = tx
+                .prepare_cached("SELECT 1 FROM live WHERE blob_id = ?1")
+                .map_err(e)?;
+            for id in ids {
+                let added = insert.execute([&id.0]).map_err(e)? > 0;
+                if !added && !known.exists([&id.0]).map_err(e)? {
+                    return Err(StoreError::BlobNotFound(id.to_string()));
+                }
+                out.push(added);
+            }
+        }
+        tx.commit().map_err(e)?;
+        Ok(out)
+    }
+
+    /// How much of each indexed pack is live.
+    pub fn pack_usage(&self) -> Result<Vec<PackUsage>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT packs.pack_id, packs.size,
+                        coalesce(sum(CASE WHEN live.pack = packs.id THEN blobs.length END), 0),
+                        count(CASE WHEN live.pack = packs.id THEN 1 END),
+                        count(blobs.blob_id)
+                 FROM packs LEFT JOIN blobs ON blobs.pack = packs.id
+                 LEFT JOIN live ON live.blob_id = blobs.blob_id
+                 GROUP BY packs.id ORDER BY packs.pack_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(PackUsage {
+                    pack: PackId(r.get(0)?),
+                    size: r.get::<_, i64>(1)? as u64,
+                    live_bytes: r.get::<_, i64>(2)? as u64,
+                    live_blobs: r.get::<_, i64>(3)? as u64,
+                    blobs: r.get::<_, i64>(4)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+    }
+
+    /// The live blobs whose chosen copy is in `pack`.
+    pub fn live_entries(&self, pack: &PackId) -> Result<Vec<crate::pack::PackEntry>> {
+        let all = self.pack_entries(pack)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM live JOIN packs ON packs.id = live.pack
+                 WHERE live.blob_id = ?1 AND packs.pack_id = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for entry in all {
+            if stmt
+                .exists(params![&entry.id.0, &pack.0])
+                .map_err(|e| self.err(e))?
+            {
+                out.push(entry);
+            }
         }
         Ok(out)
     }

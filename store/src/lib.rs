@@ -13,6 +13,7 @@ pub mod keys;
 pub mod lock;
 pub mod pack;
 pub mod progress;
+pub mod prune;
 pub mod repository;
 pub mod restore;
 pub mod retention;

@@ -723,6 +723,103 @@ impl Repository {
         Ok(Some(node))
     }
 
+    /// Starts marking live blobs (see [`Catalog::live_reset`]).
+    pub fn live_reset(&self) -> Result<()> {
+        self.catalog().live_reset()
+    }
+
+    /// Marks blobs live; for each, whether it was newly marked.
+    pub fn live_insert(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
+        self.catalog().live_insert(ids)
+    }
+
+    /// How much of each indexed pack is live (after [`Repository::live_insert`] marking).
+    pub fn pack_usage(&self) -> Result<Vec<crate::catalog::PackUsage>> {
+        self.catalog().pack_usage()
+    }
+
+    /// The live blobs whose kept copy is in `pack`.
+    pub fn live_entries(&self, pack: &PackId) -> Result<Vec<crate::pack::PackEntry>> {
+        self.catalog().live_entries(pack)
+    }
+
+    /// Stores copies of blobs the repository already has (repacking): no duplicate check.
+    pub fn save_copies(&self, blobs: &[(BlobKind, BlobId, Vec<u8>)]) -> Result<()> {
+        let sealed: Vec<Vec<u8>> = blobs
+            .par_iter()
+            .map(|(_, _, plain)| self.key.seal(plain, true))
+            .collect();
+        let mut full = Vec::new();
+        {
+            let mut writer = self.writer.lock().expect("writer mutex");
+            for ((kind, id, plain), envelope) in blobs.iter().zip(&sealed) {
+                writer.add(*kind, *id, plain.len() as u64, envelope);
+                if writer.is_full() {
+                    full.push(std::mem::take(&mut *writer));
+                }
+            }
+        }
+        for w in full {
+            self.write_pack(w)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces `index/` by segments listing every indexed pack but `drop`: the new segments
+    /// are durable before any old one is removed. Returns how many old segments were removed.
+    pub fn rewrite_index(&self, drop: &HashSet<PackId>) -> Result<u64> {
+        let mut packs = Vec::new();
+        for (id, size) in self.indexed_packs()? {
+            if !drop.contains(&id) {
+                packs.push(IndexedPack {
+                    id,
+                    size,
+                    entries: self.pack_entries(&id)?,
+                });
+            }
+        }
+        let old: HashSet<IndexId> = parse_names(self.backend.list("index")?);
+        let mut new = HashSet::new();
+        for chunk in packs.chunks(PACKS_PER_SEGMENT) {
+            let (id, bytes) = encode_segment(&self.key, chunk);
+            self.backend.write(&index_path(&id), &bytes)?;
+            new.insert(id);
+        }
+        let mut removed = 0;
+        for id in old.difference(&new) {
+            self.backend.remove(&index_path(id))?;
+            removed += 1;
+        }
+        self.sync_catalog()?;
+        Ok(removed)
+    }
+
+    /// Removes a pack file.
+    pub fn remove_pack(&self, id: &PackId) -> Result<()> {
+        self.backend.remove(&pack_path(id))
+    }
+
+    /// Takes a lock, waiting up to `wait` for conflicting locks to go.
+    pub fn lock_waiting(
+        &self,
+        exclusive: bool,
+        wait: std::time::Duration,
+    ) -> Result<(Lock, Vec<String>)> {
+        let start = std::time::Instant::now();
+        let mut notices = Vec::new();
+        loop {
+            match Lock::acquire(self.backend.clone(), &self.key, exclusive, &mut notices) {
+                Ok(lock) => return Ok((lock, notices)),
+                Err(StoreError::Locked { .. }) if start.elapsed() < wait => {
+                    // Jitter keeps two waiting exclusive lockers from colliding forever.
+                    let jitter = u64::from(crate::envelope::random_bytes::<1>()[0]) * 4;
+                    std::thread::sleep(std::time::Duration::from_millis(500 + jitter));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Every indexed pack and its size.
     pub fn indexed_packs(&self) -> Result<Vec<(PackId, u64)>> {
         self.catalog().packs()
@@ -745,6 +842,16 @@ impl Repository {
         entry: &crate::pack::PackEntry,
         envelope: &[u8],
     ) -> Result<()> {
+        self.open_blob_bytes(pack, entry, envelope).map(drop)
+    }
+
+    /// Authenticates one blob from a pack's bytes, checks it, and returns its plaintext.
+    pub fn open_blob_bytes(
+        &self,
+        pack: &PackId,
+        entry: &crate::pack::PackEntry,
+        envelope: &[u8],
+    ) -> Result<Vec<u8>> {
         let object = || format!("pack {pack} blob {}", entry.id);
         let plain = self.key.open(envelope, &object)?;
         if self.key.blob_id(&plain) != entry.id {
@@ -756,7 +863,7 @@ impl Repository {
         if plain.len() as u64 != entry.raw_len {
             return Err(StoreError::corrupt(object(), "size differs from the index"));
         }
-        Ok(())
+        Ok(plain)
     }
 
     /// Lists the packs under `data/`.

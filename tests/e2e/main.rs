@@ -11,4 +11,5 @@ mod errors;
 mod forget;
 mod harness;
 mod mssql;
+mod prune;
 mod repair;

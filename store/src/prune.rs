@@ -1,0 +1,180 @@
+//! `prune`: remove what no snapshot references.
+//!
+//! Plan, then execute, so `--dry-run` is free:
+//! 1. mark every blob reachable from a snapshot (in a temporary SQLite table, so memory does not
+//!    grow with the repository);
+//! 2. packs without a live blob are deleted; of the partly used ones, the emptiest are repacked
+//!    (their live blobs copied into new packs) until at most `max_unused` percent of the
+//!    repository is unused; packs no index lists (left by interrupted backups) are deleted;
+//! 3. execute in an order that keeps the repository valid if interrupted anywhere: new packs →
+//!    new index segments (listing every pack that stays) → old segments removed → packs
+//!    removed. A later prune removes whatever an interrupted one left.
+//!
+//! Prune holds the exclusive lock for its whole run: backups wait for it, and it waits for
+//! running backups, whose packs are not indexed yet and would look unreferenced.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use crate::error::{Result, StoreError};
+use crate::id::{BlobId, PackId, TreeId};
+use crate::pack::pack_path;
+use crate::repository::Repository;
+use crate::tree::{decode_list, Content, NodeKind};
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PrunePlan {
+    /// Packs with no live blob.
+    pub delete: Vec<PackId>,
+    /// Partly used packs whose live blobs move to new packs.
+    pub repack: Vec<PackId>,
+    /// Packs no index lists.
+    pub unindexed: Vec<PackId>,
+    pub total_bytes: u64,
+    pub live_bytes: u64,
+    /// Bytes freed once done (deleted packs, repacked packs minus what their live blobs take).
+    pub bytes_freed: u64,
+    pub bytes_repacked: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct PruneStats {
+    pub packs_deleted: u64,
+    pub packs_repacked: u64,
+    pub blobs_repacked: u64,
+    pub index_segments_replaced: u64,
+}
+
+/// Marks everything the snapshots reach and decides what to delete and repack.
+/// `max_unused`: the percentage of the repository that may stay unused.
+pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
+    repo.live_reset()?;
+    for (id, snap) in repo.snapshots()? {
+        mark_tree(repo, &snap.tree).map_err(|e| match e {
+            StoreError::BlobNotFound(blob) => StoreError::corrupt(
+                format!("snapshot {}", id.short()),
+                format!("blob {blob} is not in the index: run `cairn check`; nothing was pruned"),
+            ),
+            other => other,
+        })?;
+    }
+    let mut plan = PrunePlan::default();
+    let mut partly = Vec::new();
+    for u in repo.pack_usage()? {
+        plan.total_bytes += u.size;
+        plan.live_bytes += u.live_bytes;
+        if u.live_blobs == 0 {
+            plan.delete.push(u.pack);
+            plan.bytes_freed += u.size;
+        } else if u.live_blobs < u.blobs {
+            partly.push((u.pack, u.size, u.live_bytes));
+        }
+    }
+    let limit = (plan.total_bytes as f64 * max_unused / 100.0) as u64;
+    let mut unused: u64 = partly.iter().map(|(_, size, live)| size - live).sum();
+    partly.sort_by_key(|(_, size, live)| std::cmp::Reverse(size - live));
+    for (pack, size, live) in partly {
+        if unused <= limit {
+            break;
+        }
+        unused -= size - live;
+        plan.repack.push(pack);
+        plan.bytes_freed += size - live;
+        plan.bytes_repacked += live;
+    }
+    let indexed: HashSet<PackId> = repo.indexed_packs()?.into_iter().map(|(p, _)| p).collect();
+    plan.unindexed = repo
+        .list_packs()?
+        .into_iter()
+        .filter(|p| !indexed.contains(p))
+        .collect();
+    plan.unindexed.sort();
+    for p in &plan.unindexed {
+        plan.bytes_freed += repo.backend().size(&pack_path(p)).unwrap_or(0);
+    }
+    Ok(plan)
+}
+
+fn mark_tree(repo: &Repository, id: &TreeId) -> Result<()> {
+    if !repo.live_insert(&[*id])?[0] {
+        return Ok(()); // already marked with everything below it
+    }
+    let tree = repo.load_tree(id)?;
+    for node in &tree.nodes {
+        match node.kind {
+            NodeKind::Dir => {
+                if let Some(sub) = &node.subtree {
+                    mark_tree(repo, sub)?;
+                }
+            }
+            NodeKind::File | NodeKind::Stream => {
+                if let Some(content) = &node.content {
+                    mark_content(repo, content)?;
+                }
+            }
+            NodeKind::Symlink => {}
+        }
+    }
+    Ok(())
+}
+
+fn mark_content(repo: &Repository, content: &Content) -> Result<()> {
+    let ids: Vec<BlobId> = content.entries.iter().map(|e| e.0).collect();
+    let fresh = repo.live_insert(&ids)?;
+    if content.depth > 0 {
+        for (id, new) in ids.iter().zip(fresh) {
+            if new {
+                let list = decode_list(&repo.load_blob(id)?, id)?;
+                mark_content(
+                    repo,
+                    &Content {
+                        depth: content.depth - 1,
+                        entries: list,
+                    },
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Carries out a plan. Needs the exclusive lock.
+pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneStats> {
+    let mut stats = PruneStats::default();
+    for pack in &plan.repack {
+        let entries = repo.live_entries(pack)?;
+        let bytes = repo.backend().read(&pack_path(pack))?;
+        let mut copies = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let envelope = usize::try_from(e.offset)
+                .ok()
+                .zip(usize::try_from(e.offset + e.length).ok())
+                .and_then(|(a, b)| bytes.get(a..b))
+                .ok_or_else(|| {
+                    StoreError::corrupt(
+                        format!("pack {pack} blob {}", e.id),
+                        "lies outside the pack",
+                    )
+                })?;
+            let plain = repo.open_blob_bytes(pack, e, envelope)?;
+            copies.push((e.kind, e.id, plain));
+        }
+        stats.blobs_repacked += copies.len() as u64;
+        repo.save_copies(&copies)?;
+        stats.packs_repacked += 1;
+    }
+    repo.flush()?;
+    let gone: HashSet<PackId> = plan.delete.iter().chain(&plan.repack).copied().collect();
+    stats.index_segments_replaced = repo.rewrite_index(&gone)?;
+    for pack in plan
+        .delete
+        .iter()
+        .chain(&plan.repack)
+        .chain(&plan.unindexed)
+    {
+        repo.remove_pack(pack)?;
+        stats.packs_deleted += 1;
+    }
+    Ok(stats)
+}
