@@ -81,10 +81,14 @@ pub enum Command {
     Ls(cmd::ls::Args),
     /// Restore a snapshot into a directory.
     Restore(cmd::restore::Args),
+    /// Show what changed between two snapshots.
+    Diff(cmd::diff::Args),
     /// Write one file of a snapshot to standard output.
     Dump(cmd::dump::Args),
     /// Remove snapshots by a retention policy (chain-aware for SQL Server backups).
     Forget(cmd::forget::Args),
+    /// What the repository holds, and what each snapshot added, per source.
+    Stats(cmd::stats::Args),
     /// Verify that the repository is whole.
     Check(cmd::check::Args),
     /// Delete data no snapshot references.
@@ -113,10 +117,12 @@ fn main() -> ExitCode {
         Command::Snapshots(a) => cmd::snapshots::run(&cli.global, a),
         Command::Ls(a) => cmd::ls::run(&cli.global, a),
         Command::Restore(a) => cmd::restore::run(&cli.global, a),
+        Command::Diff(a) => cmd::diff::run(&cli.global, a),
         Command::Dump(a) => cmd::dump::run(&cli.global, a),
         Command::Check(a) => cmd::check::run(&cli.global, a),
         Command::Forget(a) => cmd::forget::run(&cli.global, a),
         Command::Prune(a) => cmd::prune::run(&cli.global, a),
+        Command::Stats(a) => cmd::stats::run(&cli.global, a),
         Command::Repair(a) => cmd::repair::run(&cli.global, a),
         Command::Key(a) => cmd::key::run(&cli.global, a),
     };

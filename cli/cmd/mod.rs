@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod diff;
 pub mod dump;
 pub mod forget;
 pub mod init;
@@ -12,6 +13,7 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
 
 use std::path::PathBuf;
 

@@ -474,6 +474,28 @@ impl Catalog {
         Ok(out)
     }
 
+    /// (distinct blobs, their plaintext bytes, packs, pack bytes).
+    pub fn totals(&self) -> Result<(u64, u64, u64, u64)> {
+        let (blobs, raw): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(raw_len), 0)
+                 FROM (SELECT max(raw_len) AS raw_len FROM blobs GROUP BY blob_id)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        let (packs, stored): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(size), 0) FROM packs",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok((blobs as u64, raw as u64, packs as u64, stored as u64))
+    }
+
     /// Number of distinct blobs and packs known.
     pub fn counts(&self) -> Result<(u64, u64)> {
         let blobs: i64 = self

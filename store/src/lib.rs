@@ -5,6 +5,7 @@ pub mod backend;
 pub mod catalog;
 pub mod check;
 pub mod config;
+pub mod diff;
 pub mod envelope;
 pub mod error;
 pub mod id;
@@ -18,6 +19,7 @@ pub mod repository;
 pub mod restore;
 pub mod retention;
 pub mod snapshot;
+pub mod stats;
 pub mod tree;
 
 pub use config::{ChunkSizes, ChunkerConfig, Config, FORMAT_VERSION};

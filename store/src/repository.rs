@@ -723,6 +723,11 @@ impl Repository {
         Ok(Some(node))
     }
 
+    /// (distinct blobs, their plaintext bytes, packs, pack bytes).
+    pub fn totals(&self) -> Result<(u64, u64, u64, u64)> {
+        self.catalog().totals()
+    }
+
     /// Starts marking live blobs (see [`Catalog::live_reset`]).
     pub fn live_reset(&self) -> Result<()> {
         self.catalog().live_reset()

@@ -13,3 +13,4 @@ mod harness;
 mod mssql;
 mod prune;
 mod repair;
+mod report;
