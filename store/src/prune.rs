@@ -96,47 +96,50 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
     Ok(plan)
 }
 
-fn mark_tree(repo: &Repository, id: &TreeId) -> Result<()> {
-    if !repo.live_insert(&[*id])?[0] {
-        return Ok(()); // already marked with everything below it
+/// Marks a tree and everything below it live; returns the stored bytes newly marked.
+pub(crate) fn mark_tree(repo: &Repository, id: &TreeId) -> Result<u64> {
+    let fresh = repo.live_insert(&[*id])?[0];
+    if !fresh {
+        return Ok(0); // already marked with everything below it
     }
-    let tree = repo.load_tree(id)?;
-    for node in &tree.nodes {
-        match node.kind {
-            NodeKind::Dir => {
-                if let Some(sub) = &node.subtree {
-                    mark_tree(repo, sub)?;
-                }
-            }
-            NodeKind::File | NodeKind::Stream => {
-                if let Some(content) = &node.content {
-                    mark_content(repo, content)?;
-                }
-            }
-            NodeKind::Symlink => {}
-        }
+    let mut bytes = repo.locate(id)?.length;
+    for node in &repo.load_tree(id)?.nodes {
+        bytes += mark_node(repo, node)?;
     }
-    Ok(())
+    Ok(bytes)
 }
 
-fn mark_content(repo: &Repository, content: &Content) -> Result<()> {
+/// Marks what a node references (its subtree, or its content's lists and chunks).
+pub(crate) fn mark_node(repo: &Repository, node: &crate::tree::Node) -> Result<u64> {
+    match (node.kind, &node.subtree, &node.content) {
+        (NodeKind::Dir, Some(sub), _) => mark_tree(repo, sub),
+        (NodeKind::File | NodeKind::Stream, _, Some(content)) => mark_content(repo, content),
+        _ => Ok(0),
+    }
+}
+
+/// Marks a content's chunks and chunk lists live; returns the stored bytes newly marked.
+pub(crate) fn mark_content(repo: &Repository, content: &Content) -> Result<u64> {
     let ids: Vec<BlobId> = content.entries.iter().map(|e| e.0).collect();
     let fresh = repo.live_insert(&ids)?;
-    if content.depth > 0 {
-        for (id, new) in ids.iter().zip(fresh) {
-            if new {
-                let list = decode_list(&repo.load_blob(id)?, id)?;
-                mark_content(
-                    repo,
-                    &Content {
-                        depth: content.depth - 1,
-                        entries: list,
-                    },
-                )?;
-            }
+    let mut bytes = 0;
+    for (id, new) in ids.iter().zip(fresh) {
+        if !new {
+            continue;
+        }
+        bytes += repo.locate(id)?.length;
+        if content.depth > 0 {
+            let entries = decode_list(&repo.load_blob(id)?, id)?;
+            bytes += mark_content(
+                repo,
+                &Content {
+                    depth: content.depth - 1,
+                    entries,
+                },
+            )?;
         }
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// Carries out a plan. Needs the exclusive lock.

@@ -638,14 +638,14 @@ impl Repository {
                 }
                 other => other,
             })?;
-        let plain = self.key.open(&envelope, &object)?;
-        if self.key.blob_id(&plain) != *id {
-            return Err(StoreError::corrupt(
-                object(),
-                "content does not match its ID",
-            ));
-        }
-        Ok(plain)
+        let entry = crate::pack::PackEntry {
+            kind: loc.kind,
+            id: *id,
+            offset: loc.offset,
+            length: loc.length,
+            raw_len: loc.raw_len,
+        };
+        self.open_blob_bytes(&loc.pack, &entry, &envelope)
     }
 
     pub fn load_tree(&self, id: &TreeId) -> Result<Tree> {

@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::id::{BlobId, SnapshotId, TreeId};
+use crate::id::{SnapshotId, TreeId};
+use crate::prune::mark_node;
 use crate::repository::Repository;
-use crate::tree::{decode_list, Content, Node, NodeKind};
+use crate::tree::{Node, NodeKind};
 
 #[derive(Debug, Default, Serialize)]
 pub struct RepositoryStats {
@@ -66,9 +67,13 @@ pub fn growth(repo: &Repository) -> Result<Vec<Growth>> {
             added_bytes: 0,
             sources: BTreeMap::new(),
         };
-        let mut added = 0;
-        mark(repo, &[snap.tree]).map(|n| added += n)?;
-        g.sources.insert("(metadata)".into(), added);
+        let root_fresh = repo.live_insert(&[snap.tree])?[0];
+        let root = if root_fresh {
+            repo.locate(&snap.tree)?.length
+        } else {
+            0
+        };
+        g.sources.insert("(metadata)".into(), root);
         for node in repo.load_tree(&snap.tree)?.nodes {
             let mut by_source = BTreeMap::new();
             walk(repo, &node, &node.name, &mut by_source)?;
@@ -84,77 +89,36 @@ pub fn growth(repo: &Repository) -> Result<Vec<Growth>> {
     Ok(out)
 }
 
-/// Marks `ids` live; returns the stored bytes of those not marked before.
-fn mark(repo: &Repository, ids: &[BlobId]) -> Result<u64> {
-    let fresh = repo.live_insert(ids)?;
-    let mut bytes = 0;
-    for (id, new) in ids.iter().zip(fresh) {
-        if new {
-            bytes += repo.locate(id)?.length;
-        }
-    }
-    Ok(bytes)
-}
-
+/// Attributes what `node` newly references to `source` (or to its SQL Server database).
 fn walk(
     repo: &Repository,
     node: &Node,
     source: &str,
     out: &mut BTreeMap<String, u64>,
 ) -> Result<()> {
-    match node.kind {
-        NodeKind::Dir => {
-            if let Some(sub) = &node.subtree {
-                let bytes = mark(repo, &[*sub])?;
-                *out.entry(source.to_string()).or_default() += bytes;
-                if bytes > 0 {
-                    for child in repo.load_tree(sub)?.nodes {
-                        walk(repo, &child, source, out)?;
-                    }
+    let label = match node
+        .meta
+        .as_ref()
+        .and_then(|m| m.get("mssql"))
+        .and_then(|m| m.get("database"))
+    {
+        Some(db) => format!("{} (SQL Server)", db.as_str().unwrap_or("?")),
+        None => source.to_string(),
+    };
+    match (node.kind, &node.subtree) {
+        (NodeKind::Dir, Some(sub)) => {
+            // The directory's own tree blob, then each child under the same source.
+            let fresh = repo.live_insert(&[*sub])?[0];
+            if fresh {
+                *out.entry(label).or_default() += repo.locate(sub)?.length;
+                for child in repo.load_tree(sub)?.nodes {
+                    walk(repo, &child, source, out)?;
                 }
             }
         }
-        NodeKind::File | NodeKind::Stream => {
-            let label = match node
-                .meta
-                .as_ref()
-                .and_then(|m| m.get("mssql"))
-                .and_then(|m| m.get("database"))
-            {
-                Some(db) => format!("{} (SQL Server)", db.as_str().unwrap_or("?")),
-                None => source.to_string(),
-            };
-            if let Some(content) = &node.content {
-                let bytes = mark_content(repo, content)?;
-                *out.entry(label).or_default() += bytes;
-            }
-        }
-        NodeKind::Symlink => {}
+        _ => *out.entry(label).or_default() += mark_node(repo, node)?,
     }
     Ok(())
-}
-
-fn mark_content(repo: &Repository, content: &Content) -> Result<u64> {
-    let ids: Vec<BlobId> = content.entries.iter().map(|e| e.0).collect();
-    let fresh = repo.live_insert(&ids)?;
-    let mut bytes = 0;
-    for (id, new) in ids.iter().zip(fresh) {
-        if !new {
-            continue;
-        }
-        bytes += repo.locate(id)?.length;
-        if content.depth > 0 {
-            let list = decode_list(&repo.load_blob(id)?, id)?;
-            bytes += mark_content(
-                repo,
-                &Content {
-                    depth: content.depth - 1,
-                    entries: list,
-                },
-            )?;
-        }
-    }
-    Ok(bytes)
 }
 
 /// The restored size of a node, memoized per tree.

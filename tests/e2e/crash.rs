@@ -52,17 +52,7 @@ fn kill_9_at_random_moments_never_damages_earlier_snapshots() {
         // Every snapshot that became visible restores byte for byte.
         for snap in env.snapshots() {
             let id = snap["id"].as_str().unwrap();
-            let target = env.path("check");
-            let _ = fs::remove_dir_all(&target);
-            let out = env
-                .cairn(&["restore", id, "--target", target.to_str().unwrap()])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "run {run}: snapshot {id}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let target = env.restore(id, "check");
             let restored = target.join("src");
             assert_eq!(fs::read(restored.join("base")).unwrap(), data(1 << 20, 100));
             for r in 0..=RUNS {

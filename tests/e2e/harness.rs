@@ -87,6 +87,22 @@ impl Env {
         last_json_line(&out.stdout)
     }
 
+    /// Restores `snapshot` into a fresh scratch directory `name`, asserting success; returns it.
+    pub fn restore(&self, snapshot: &str, name: &str) -> PathBuf {
+        let target = self.path(name);
+        let _ = fs::remove_dir_all(&target);
+        let out = self
+            .cairn(&["restore", snapshot, "--target", target.to_str().unwrap()])
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "restoring {snapshot}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target
+    }
+
     pub fn snapshots(&self) -> Vec<serde_json::Value> {
         let out = self.cairn(&["snapshots", "--json"]).output().expect("runs");
         assert!(

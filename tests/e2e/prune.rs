@@ -27,17 +27,7 @@ fn write_day(src: &Path, d: u64) {
 
 /// Restores `id` and checks it holds exactly the files of day `d`.
 fn assert_day(env: &Env, id: &str, d: u64) {
-    let target = env.path(&format!("check-{id}"));
-    let _ = fs::remove_dir_all(&target);
-    let out = env
-        .cairn(&["restore", id, "--target", target.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{id}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let target = env.restore(id, &format!("check-{id}"));
     let src = target.join("src");
     for k in d.saturating_sub(2).max(1)..=d {
         assert!(
@@ -183,17 +173,7 @@ fn kill_9_during_prune_never_loses_a_kept_snapshot() {
         for s in env.snapshots() {
             let id = s["id"].as_str().unwrap().to_string();
             // The day of a snapshot: its log's last line.
-            let target = env.path("probe");
-            let _ = fs::remove_dir_all(&target);
-            let out = env
-                .cairn(&["restore", &id, "--target", target.to_str().unwrap()])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "run {run}: {id}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let target = env.restore(&id, "probe");
             let log = fs::read_to_string(target.join("src/log")).unwrap();
             let d: u64 = log.lines().count() as u64;
             assert_day(&env, &id, d);
