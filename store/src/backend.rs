@@ -71,6 +71,23 @@ fn dir_sync_unsupported(e: &io::Error) -> bool {
     )
 }
 
+/// Runs `op`, retrying while it fails with EBUSY: network shares answer so for a while after a
+/// handle to the file was closed (smbnetfs releases handles asynchronously; Windows servers
+/// report sharing violations while antivirus scanners hold a file). About 3 s in all.
+fn retry_busy<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut delay = std::time::Duration::from_millis(20);
+    for _ in 0..8 {
+        match op() {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    op()
+}
+
 /// A random hex string for temporary and lock file names.
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -96,7 +113,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
             .ctx(|| format!("writing {}", tmp.display()))?;
         f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
         drop(f);
-        fs::rename(&tmp, path)
+        retry_busy(|| fs::rename(&tmp, path))
             .ctx(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
         sync_dir(dir)
     })();
@@ -158,7 +175,7 @@ impl Backend for LocalBackend {
 
     fn remove(&self, path: &str) -> Result<()> {
         let p = self.full(path);
-        match fs::remove_file(&p) {
+        match retry_busy(|| fs::remove_file(&p)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).ctx(|| format!("removing {}", p.display())),

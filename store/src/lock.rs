@@ -162,8 +162,15 @@ impl Lock {
         let now = Utc::now();
         for (name, info) in others {
             if let Some(reason) = info.stale_reason(now) {
-                notices.push(format!("removed stale {} ({reason})", info.describe()));
-                backend.remove(&lock_path(&name))?;
+                // Its owner is gone: if the file cannot be removed now, it is ignored, and the
+                // next command tries again.
+                match backend.remove(&lock_path(&name)) {
+                    Ok(()) => notices.push(format!("removed stale {} ({reason})", info.describe())),
+                    Err(e) => notices.push(format!(
+                        "ignored stale {} ({reason}); removing it failed: {e}",
+                        info.describe()
+                    )),
+                }
             } else if exclusive || info.exclusive {
                 let _ = backend.remove(&lock_path(&own));
                 return Err(StoreError::Locked {
@@ -271,5 +278,51 @@ mod tests {
             .any(|n| n.contains("not refreshed for 31 minutes")));
         assert!(notes.iter().any(|n| n.contains("process 4194000 is gone")));
         assert_eq!(b.list("locks").unwrap().len(), 1);
+    }
+
+    /// A share that refuses to delete a stale lock (EBUSY, sharing violations) does not stop
+    /// the command: the owner is gone, so the lock is ignored.
+    #[test]
+    fn a_stale_lock_that_cannot_be_removed_is_ignored() {
+        struct NoRemove(LocalBackend);
+        impl Backend for NoRemove {
+            fn write(&self, p: &str, d: &[u8]) -> Result<()> {
+                self.0.write(p, d)
+            }
+            fn read(&self, p: &str) -> Result<Vec<u8>> {
+                self.0.read(p)
+            }
+            fn read_at(&self, p: &str, o: u64, l: u64) -> Result<Vec<u8>> {
+                self.0.read_at(p, o, l)
+            }
+            fn size(&self, p: &str) -> Result<u64> {
+                self.0.size(p)
+            }
+            fn list(&self, d: &str) -> Result<Vec<String>> {
+                self.0.list(d)
+            }
+            fn remove(&self, p: &str) -> Result<()> {
+                Err(StoreError::Io {
+                    context: format!("removing {p}"),
+                    error: std::io::Error::from_raw_os_error(libc::EBUSY),
+                })
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("locks")).unwrap();
+        let b: Arc<dyn Backend> = Arc::new(NoRemove(LocalBackend::new(dir.path())));
+        let key = MasterKey::random(true);
+        let dead = LockInfo {
+            pid: 4_194_001,
+            ..LockInfo::current(true)
+        };
+        write_lock(&*b, &key, &dead).unwrap();
+        let mut notes = Vec::new();
+        let _l = Lock::acquire(b.clone(), &key, true, &mut notes).unwrap();
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].starts_with("ignored stale exclusive lock"),
+            "{notes:?}"
+        );
     }
 }
