@@ -83,12 +83,7 @@ fn a_flipped_byte_is_found_by_read_data_with_the_paths_that_need_it() {
         "{e}"
     );
     assert_eq!(e["message"], "authentication failed");
-    let affected: Vec<&str> = e["affected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let affected = strings(&e["affected"]);
     assert_eq!(
         affected.len(),
         2,
@@ -124,12 +119,7 @@ fn a_deleted_pack_is_found_without_reading_data() {
     // lost from its root, the second loses what it shares with the first.
     let snaps = env.snapshots();
     let short = |i: usize| snaps[i]["short_id"].as_str().unwrap().to_string();
-    let affected: Vec<&str> = errors[0]["affected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let affected = strings(&errors[0]["affected"]);
     assert_eq!(
         affected,
         [

@@ -95,11 +95,9 @@ fn keep_last_2_keeps_the_full_and_differentials_the_two_logs_need() {
     let reasons = chain["reasons"].as_object().unwrap();
     let why = |file: &str| {
         let id = by_file.iter().find(|(_, f)| f.as_str() == file).unwrap().0;
-        reasons[id.as_str()]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_str().unwrap().to_string())
+        strings(&reasons[id.as_str()])
+            .into_iter()
+            .map(str::to_string)
             .collect::<Vec<_>>()
     };
     let short =

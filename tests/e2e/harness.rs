@@ -227,3 +227,12 @@ pub fn walkdir(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The strings of a JSON array (panics on anything else: tests want to know).
+pub fn strings(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|s| s.as_str().expect("a string"))
+        .collect()
+}

@@ -47,12 +47,7 @@ fn every_corpus_backup_restores_exactly_with_its_metadata() {
     let summary = env.backup_json(&[dir.to_str().unwrap()]);
     // Two advisories, nothing partial: the compressed backup, and the striped Northwind whose
     // second file never existed (family 1 of 2). RestoreTimeStripe has both its files.
-    let warnings: Vec<&str> = summary["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w.as_str().unwrap())
-        .collect();
+    let warnings = strings(&summary["warnings"]);
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings
         .iter()
