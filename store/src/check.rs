@@ -199,11 +199,7 @@ impl Checker<'_> {
         self.report.bytes_read += bytes.len() as u64;
         for e in entries {
             self.report.blobs_read += 1;
-            let range = usize::try_from(e.offset)
-                .ok()
-                .zip(usize::try_from(e.offset + e.length).ok())
-                .and_then(|(a, b)| bytes.get(a..b));
-            let result = match range {
+            let result = match e.envelope(&bytes) {
                 Some(envelope) => self.repo.verify_blob_bytes(pack, e, envelope),
                 None => Err(StoreError::corrupt(
                     format!("pack {pack} blob {}", e.id),

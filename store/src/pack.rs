@@ -55,6 +55,15 @@ pub struct PackEntry {
     pub raw_len: u64,
 }
 
+impl PackEntry {
+    /// This blob's envelope within a whole pack's bytes; `None` when it lies outside them.
+    pub fn envelope<'a>(&self, pack: &'a [u8]) -> Option<&'a [u8]> {
+        let start = usize::try_from(self.offset).ok()?;
+        let end = usize::try_from(self.offset.checked_add(self.length)?).ok()?;
+        pack.get(start..end)
+    }
+}
+
 /// The path of a pack inside the repository.
 pub fn pack_path(id: &PackId) -> String {
     let hex = id.to_hex();

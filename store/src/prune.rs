@@ -150,16 +150,12 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneStats> {
         let bytes = repo.backend().read(&pack_path(pack))?;
         let mut copies = Vec::with_capacity(entries.len());
         for e in &entries {
-            let envelope = usize::try_from(e.offset)
-                .ok()
-                .zip(usize::try_from(e.offset + e.length).ok())
-                .and_then(|(a, b)| bytes.get(a..b))
-                .ok_or_else(|| {
-                    StoreError::corrupt(
-                        format!("pack {pack} blob {}", e.id),
-                        "lies outside the pack",
-                    )
-                })?;
+            let envelope = e.envelope(&bytes).ok_or_else(|| {
+                StoreError::corrupt(
+                    format!("pack {pack} blob {}", e.id),
+                    "lies outside the pack",
+                )
+            })?;
             let plain = repo.open_blob_bytes(pack, e, envelope)?;
             copies.push((e.kind, e.id, plain));
         }
