@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod output;
 mod progress;
+mod textdiff;
 
 /// Exit codes, documented in the README.
 pub mod exit {

@@ -12,6 +12,13 @@ pub fn line(text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Writes text as it is.
+pub fn text(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
 /// Writes a value as one line of JSON.
 pub fn json(value: &serde_json::Value) -> Result<()> {
     line(&serde_json::to_string(value)?)

@@ -118,6 +118,13 @@ fn print_node(global: &Global, args: &Args, path: &str, node: &Node) -> Result<(
         if let Some(m) = node.meta.as_ref().and_then(|m| m.get("mssql")) {
             target.push_str(&format!("  [{}]", super::mssql_line(m)));
         }
+        if let Some(n) = node
+            .meta
+            .as_ref()
+            .and_then(|m| m.get("zip")?.get("entries")?.as_array().map(Vec::len))
+        {
+            target.push_str(&format!("  [ZIP, {n} entries]"));
+        }
         output::line(&format!(
             "{} {:>12} {} {path}{target}",
             mode_string(node),

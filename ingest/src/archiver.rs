@@ -367,6 +367,12 @@ impl<'a> Archiver<'a> {
                 .get_or_insert_with(Default::default)
                 .insert("mssql".into(), value);
         }
+        if let Some(listing) = stored.zip {
+            let value = serde_json::to_value(listing).expect("listing serializes");
+            node.meta
+                .get_or_insert_with(Default::default)
+                .insert("zip".into(), value);
+        }
         for w in stored.warnings {
             self.warn(format!("{what}: {w}"));
         }

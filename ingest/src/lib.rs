@@ -6,6 +6,7 @@ mod error;
 mod fs;
 pub mod mssql;
 mod stream;
+pub mod zip;
 
 pub use archiver::{ArchiveOutcome, Archiver, BackupStats, Source};
 pub use error::IngestError;

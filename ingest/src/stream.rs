@@ -7,6 +7,7 @@ use cairn_store::{BlobKind, Content, ContentBuilder, ContentEntry, Progress, Rep
 
 use crate::error::{IngestError, Result};
 use crate::mssql::{self, BackupMeta, Container, Grouping, MtfCutter};
+use crate::zip::{self, Tail, ZipListing};
 
 /// The chunkers of a repository: generic content, and what SQL Server backups need.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +46,8 @@ pub struct StoredStream {
     pub chunks_new: u64,
     /// Set for SQL Server backups (`compressed` alone for compressed ones).
     pub mssql: Option<BackupMeta>,
+    /// Set for ZIP archives that could be listed.
+    pub zip: Option<ZipListing>,
     /// Problems with the stream's structure; its bytes are stored exactly regardless.
     pub warnings: Vec<String>,
 }
@@ -78,6 +81,8 @@ pub fn store_stream(
     let mut filled = 0;
     let mut eof = false;
     let mut builder = ContentBuilder::new();
+    // The end of a ZIP archive, where its central directory is.
+    let mut zip_tail: Option<Tail> = None;
     let mut size = 0u64;
     let mut chunks_new = 0u64;
     let mut save_list = |bytes: Vec<u8>| repo.save_list(bytes);
@@ -118,7 +123,12 @@ pub fn store_stream(
                 });
                 StreamCutter::Generic(chunkers.files)
             }
-            Container::Other => StreamCutter::Generic(chunkers.files),
+            Container::Other => {
+                if zip::detect(data) {
+                    zip_tail = Some(Tail::default());
+                }
+                StreamCutter::Generic(chunkers.files)
+            }
         });
         let mut slices: Vec<&[u8]> = Vec::new();
         let mut pos = 0;
@@ -140,6 +150,9 @@ pub fn store_stream(
             size += saved.size;
             builder.push(ContentEntry(saved.id, saved.size), &mut save_list)?;
         }
+        if let Some(tail) = &mut zip_tail {
+            tail.push(&data[..pos]);
+        }
         buf.copy_within(pos..filled, 0);
         filled -= pos;
     }
@@ -149,11 +162,21 @@ pub fn store_stream(
         mssql_meta = Some(meta);
         warnings.extend(w);
     }
+    let zip = zip_tail.and_then(|tail| match tail.list(size) {
+        Ok(listing) => Some(listing),
+        Err(why) => {
+            warnings.push(format!(
+                "looks like a ZIP archive but cannot be listed ({why}): stored exactly, entries not listed"
+            ));
+            None
+        }
+    });
     Ok(StoredStream {
         content,
         size,
         chunks_new,
         mssql: mssql_meta,
+        zip,
         warnings,
     })
 }

@@ -31,6 +31,60 @@ pub struct Difference {
     pub mssql_before: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mssql_after: Option<serde_json::Value>,
+    /// For a changed ZIP archive listed on both sides: its entries added, removed or changed
+    /// (by size or CRC-32), in name order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<EntryChange>,
+}
+
+/// A change of one entry of a ZIP archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntryChange {
+    pub name: String,
+    pub change: Change,
+}
+
+/// The entries of a node's ZIP listing: name → (size, CRC-32).
+fn zip_entries(node: &Node) -> Option<std::collections::BTreeMap<&str, (u64, &str)>> {
+    let entries = node.meta.as_ref()?.get("zip")?.get("entries")?.as_array()?;
+    Some(
+        entries
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e.get("name")?.as_str()?,
+                    (e.get("size")?.as_u64()?, e.get("crc32")?.as_str()?),
+                ))
+            })
+            .collect(),
+    )
+}
+
+/// The entry changes between two listed ZIP archives; empty unless both are listed.
+fn entry_changes(before: &Node, after: &Node) -> Vec<EntryChange> {
+    let (Some(a), Some(b)) = (zip_entries(before), zip_entries(after)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, x) in &a {
+        match b.get(name) {
+            None => out.push((name, Change::Removed)),
+            Some(y) if y != x => out.push((name, Change::Changed)),
+            Some(_) => {}
+        }
+    }
+    out.extend(
+        b.keys()
+            .filter(|n| !a.contains_key(*n))
+            .map(|n| (n, Change::Added)),
+    );
+    out.sort_by(|x, y| x.0.cmp(y.0));
+    out.into_iter()
+        .map(|(name, change)| EntryChange {
+            name: (*name).to_string(),
+            change,
+        })
+        .collect()
 }
 
 fn mssql(node: &Node) -> Option<serde_json::Value> {
@@ -126,6 +180,10 @@ fn entry(path: &str, change: Change, before: Option<&Node>, after: Option<&Node>
         size_after: after.filter(|n| n.kind != NodeKind::Dir).map(|n| n.size),
         mssql_before: before.and_then(mssql),
         mssql_after: after.and_then(mssql),
+        entries: match (before, after) {
+            (Some(a), Some(b)) => entry_changes(a, b),
+            _ => Vec::new(),
+        },
     }
 }
 
