@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod output;
+mod plan;
 mod progress;
 mod textdiff;
 
@@ -76,6 +77,9 @@ pub enum Command {
     Init(cmd::init::Args),
     /// Back up files, directories, standard input or a command's output as one snapshot.
     Backup(cmd::backup::Args),
+    /// The nightly job of a plan file: every source in one snapshot, then retention, then a
+    /// check.
+    Run(cmd::run::Args),
     /// List snapshots.
     Snapshots(cmd::snapshots::Args),
     /// List the files of a snapshot.
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Init(a) => cmd::init::run(&cli.global, a),
         Command::Backup(a) => cmd::backup::run(&cli.global, a),
+        Command::Run(a) => cmd::run::run(&cli.global, a),
         Command::Snapshots(a) => cmd::snapshots::run(&cli.global, a),
         Command::Ls(a) => cmd::ls::run(&cli.global, a),
         Command::Restore(a) => cmd::restore::run(&cli.global, a),

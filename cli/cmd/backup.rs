@@ -1,11 +1,10 @@
 //! `cairn backup`
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use cairn_ingest::{Archiver, Source};
-use cairn_store::{Snapshot, SnapshotSummary};
+use cairn_ingest::{Archiver, BackupStats, Source};
+use cairn_store::{Progress, Repository, Snapshot, SnapshotId, SnapshotSummary};
 use chrono::{DateTime, FixedOffset};
 use serde_json::json;
 
@@ -41,7 +40,7 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
-fn parse_time(text: &str) -> Result<DateTime<FixedOffset>> {
+pub fn parse_time(text: &str) -> Result<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(text).with_context(|| {
         format!("invalid --time {text:?}: expected RFC 3339 such as 2024-01-31T02:00:00+01:00")
     })
@@ -67,7 +66,7 @@ fn sources(args: &Args) -> Result<Vec<Source>> {
                 name: stdin_name.clone(),
             });
         } else {
-            out.push(Source::Path(PathBuf::from(s)));
+            out.push(Source::path(s));
         }
     }
     if out.is_empty() {
@@ -76,8 +75,158 @@ fn sources(args: &Args) -> Result<Vec<Source>> {
     Ok(out)
 }
 
-pub fn run(global: &Global, args: &Args) -> Result<u8> {
+/// What a backup is asked to do, from the command line or a plan.
+pub struct Job<'a> {
+    pub sources: &'a [Source],
+    pub excludes: &'a [String],
+    pub tags: &'a [String],
+    pub host: String,
+    pub time: DateTime<FixedOffset>,
+    /// The Lync profile: `Meeting.Active` files are never stored.
+    pub skip_meeting_active: bool,
+    /// A failing command source makes the snapshot partial instead of failing the backup.
+    pub tolerate_failed_commands: bool,
+    /// The Lync profile's database check, with the databases not deployed: its advisories
+    /// join the snapshot's warnings.
+    pub lync_databases: Option<&'a [String]>,
+}
+
+/// A saved snapshot and how it went.
+pub struct Done {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+    pub stats: BackupStats,
+    pub bytes_added: u64,
+    pub duration_s: f64,
+}
+
+impl Done {
+    /// The summary of `backup --json`.
+    pub fn json(&self) -> serde_json::Value {
+        let stats = &self.stats;
+        json!({
+            "type": "summary",
+            "snapshot_id": self.id.to_hex(),
+            "bytes_read": stats.bytes_read,
+            "bytes_added": self.bytes_added,
+            "chunks_new": stats.chunks_new,
+            "files_new": stats.files_new,
+            "files_changed": stats.files_changed,
+            "files_unmodified": stats.files_unmodified,
+            "duration_s": self.duration_s,
+            "partial": self.snapshot.partial,
+            "warnings": self.snapshot.summary.warnings,
+        })
+    }
+
+    /// The summary for people.
+    pub fn print(&self) -> Result<()> {
+        let stats = &self.stats;
+        let warnings = &self.snapshot.summary.warnings;
+        output::line(&format!(
+            "files: {} new, {} changed, {} unmodified",
+            stats.files_new, stats.files_changed, stats.files_unmodified
+        ))?;
+        output::line(&format!(
+            "read {}, added {} ({} new chunks) in {:.1} s",
+            output::bytes(stats.bytes_read),
+            output::bytes(self.bytes_added),
+            stats.chunks_new,
+            self.duration_s
+        ))?;
+        if self.snapshot.partial {
+            output::line(&format!(
+                "{} warnings: some sources could not be read",
+                warnings.len()
+            ))?;
+        } else if !warnings.is_empty() {
+            output::line(&format!("{} warnings", warnings.len()))?;
+        }
+        output::line(&format!(
+            "snapshot {} saved{}",
+            self.id.short(),
+            if self.snapshot.partial {
+                " (partial)"
+            } else {
+                ""
+            }
+        ))
+    }
+}
+
+/// Archives the job's sources into one snapshot and saves it. The caller holds a lock.
+pub fn perform(global: &Global, repo: &Repository, job: &Job) -> Result<Done> {
     let started = Instant::now();
+    let paths: Vec<String> = job.sources.iter().map(Source::describe).collect();
+    let mut sorted_paths = paths.clone();
+    sorted_paths.sort();
+    // The parent: the newest snapshot of the same host and the same sources.
+    let parent = repo.snapshots()?.into_iter().rev().find(|(_, s)| {
+        let mut p = s.paths.clone();
+        p.sort();
+        s.host == job.host && p == sorted_paths
+    });
+
+    let progress = Terminal::new(global, "backing up");
+    let mut archiver = Archiver::new(repo, job.excludes, &progress)?;
+    if job.skip_meeting_active {
+        archiver = archiver.skip_meeting_active();
+    }
+    if job.tolerate_failed_commands {
+        archiver = archiver.tolerate_failed_commands();
+    }
+    let time_ns = job.time.timestamp_nanos_opt().unwrap_or(0);
+    let outcome = archiver.archive(job.sources, parent.as_ref().map(|(_, s)| &s.tree), time_ns);
+    progress.finish();
+    let outcome = outcome?;
+
+    let stats = outcome.stats;
+    let mut warnings = outcome.warnings;
+    if let Some(not_deployed) = job.lync_databases {
+        for advice in cairn_ingest::lync::check_databases(&outcome.mssql, not_deployed) {
+            progress.warn(&advice);
+            warnings.push(advice);
+        }
+    }
+    let mut snapshot = Snapshot {
+        version: cairn_store::snapshot::SNAPSHOT_VERSION,
+        time: job.time,
+        host: job.host.clone(),
+        username: cairn_store::lock::username(),
+        tags: job.tags.to_vec(),
+        paths,
+        tree: outcome.tree,
+        parent: parent.map(|(id, _)| id),
+        partial: outcome.partial,
+        summary: SnapshotSummary {
+            bytes_read: stats.bytes_read,
+            bytes_added: 0,
+            chunks_new: stats.chunks_new,
+            files_new: stats.files_new,
+            files_changed: stats.files_changed,
+            files_unmodified: stats.files_unmodified,
+            duration_s: 0.0,
+            warnings,
+        },
+        mssql: outcome.mssql,
+    };
+    // Everything but the manifest is written by the flush inside save_snapshot; count it first.
+    repo.flush()?;
+    snapshot.summary.bytes_added = repo.bytes_added();
+    snapshot.summary.duration_s = started.elapsed().as_secs_f64();
+    let (id, _) = repo
+        .save_snapshot(&snapshot)
+        .context("saving the snapshot")?;
+    Ok(Done {
+        id,
+        snapshot,
+        stats,
+        bytes_added: repo.bytes_added(),
+        duration_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+pub fn run(global: &Global, args: &Args) -> Result<u8> {
     let sources = sources(args)?;
     let time = match &args.time {
         Some(t) => parse_time(t)?,
@@ -92,93 +241,23 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
         .lock_waiting(false, global.lock_wait())
         .context("locking the repository")?;
     super::report_notices(&notices);
-
-    let paths: Vec<String> = sources.iter().map(Source::describe).collect();
-    let mut sorted_paths = paths.clone();
-    sorted_paths.sort();
-    // The parent: the newest snapshot of the same host and the same sources.
-    let parent = repo.snapshots()?.into_iter().rev().find(|(_, s)| {
-        let mut p = s.paths.clone();
-        p.sort();
-        s.host == host && p == sorted_paths
-    });
-
-    let progress = Terminal::new(global, "backing up");
-    let archiver = Archiver::new(&repo, &args.excludes, &progress)?;
-    let time_ns = time.timestamp_nanos_opt().unwrap_or(0);
-    let outcome = archiver.archive(&sources, parent.as_ref().map(|(_, s)| &s.tree), time_ns);
-    progress.finish();
-    let outcome = outcome?;
-
-    let stats = &outcome.stats;
-    let mut snapshot = Snapshot {
-        version: cairn_store::snapshot::SNAPSHOT_VERSION,
-        time,
+    let job = Job {
+        sources: &sources,
+        excludes: &args.excludes,
+        tags: &args.tags,
         host,
-        username: cairn_store::lock::username(),
-        tags: args.tags.clone(),
-        paths,
-        tree: outcome.tree,
-        parent: parent.map(|(id, _)| id),
-        partial: outcome.partial,
-        summary: SnapshotSummary {
-            bytes_read: stats.bytes_read,
-            bytes_added: 0,
-            chunks_new: stats.chunks_new,
-            files_new: stats.files_new,
-            files_changed: stats.files_changed,
-            files_unmodified: stats.files_unmodified,
-            duration_s: 0.0,
-            warnings: outcome.warnings.clone(),
-        },
-        mssql: outcome.mssql.clone(),
+        time,
+        skip_meeting_active: false,
+        tolerate_failed_commands: false,
+        lync_databases: None,
     };
-    // Everything but the manifest is written by the flush inside save_snapshot; count it first.
-    repo.flush()?;
-    snapshot.summary.bytes_added = repo.bytes_added();
-    snapshot.summary.duration_s = started.elapsed().as_secs_f64();
-    let (id, _) = repo
-        .save_snapshot(&snapshot)
-        .context("saving the snapshot")?;
-    let bytes_added = repo.bytes_added();
-    let duration = started.elapsed().as_secs_f64();
-
+    let done = perform(global, &repo, &job)?;
     if global.json {
-        output::json(&json!({
-            "type": "summary",
-            "snapshot_id": id.to_hex(),
-            "bytes_read": stats.bytes_read,
-            "bytes_added": bytes_added,
-            "chunks_new": stats.chunks_new,
-            "files_new": stats.files_new,
-            "files_changed": stats.files_changed,
-            "files_unmodified": stats.files_unmodified,
-            "duration_s": duration,
-            "warnings": outcome.warnings,
-        }))?;
+        output::json(&done.json())?;
     } else if !global.quiet {
-        output::line(&format!(
-            "files: {} new, {} changed, {} unmodified",
-            stats.files_new, stats.files_changed, stats.files_unmodified
-        ))?;
-        output::line(&format!(
-            "read {}, added {} ({} new chunks) in {:.1} s",
-            output::bytes(stats.bytes_read),
-            output::bytes(bytes_added),
-            stats.chunks_new,
-            duration
-        ))?;
-        if outcome.partial {
-            output::line(&format!(
-                "{} warnings: some sources could not be read",
-                outcome.warnings.len()
-            ))?;
-        } else if !outcome.warnings.is_empty() {
-            output::line(&format!("{} warnings", outcome.warnings.len()))?;
-        }
-        output::line(&format!("snapshot {} saved", id.short()))?;
+        done.print()?;
     }
-    Ok(if outcome.partial {
+    Ok(if done.snapshot.partial {
         exit::PARTIAL
     } else {
         exit::OK

@@ -21,8 +21,13 @@ use crate::stream::store_stream;
 /// One input of a backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A file or directory tree, stored under its base name.
-    Path(PathBuf),
+    /// A file or directory tree, stored under `name` (by default its base name), leaving out
+    /// what `excludes` matches besides the archiver's own exclusions.
+    Path {
+        path: PathBuf,
+        name: Option<String>,
+        excludes: Vec<String>,
+    },
     /// Standard input, stored as a stream under `name`.
     Stdin { name: String },
     /// The standard output of a command, stored as a stream under `name`.
@@ -30,10 +35,19 @@ pub enum Source {
 }
 
 impl Source {
+    /// A file or directory tree stored under its base name.
+    pub fn path(path: impl Into<PathBuf>) -> Self {
+        Source::Path {
+            path: path.into(),
+            name: None,
+            excludes: Vec::new(),
+        }
+    }
+
     /// How the source is listed in the snapshot's `paths`.
     pub fn describe(&self) -> String {
         match self {
-            Source::Path(p) => std::path::absolute(p)
+            Source::Path { path: p, .. } => std::path::absolute(p)
                 .unwrap_or_else(|_| p.clone())
                 .display()
                 .to_string(),
@@ -44,7 +58,10 @@ impl Source {
     /// Where the source goes in the snapshot tree, as name components.
     fn placement(&self) -> Result<Vec<Vec<u8>>> {
         let name: Vec<u8> = match self {
-            Source::Path(p) => {
+            Source::Path {
+                name: Some(name), ..
+            } => name.as_bytes().to_vec(),
+            Source::Path { path: p, .. } => {
                 let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
                 match abs.file_name() {
                     Some(n) => n.as_bytes().to_vec(),
@@ -109,10 +126,15 @@ pub(crate) struct Counters {
 pub(crate) struct Excludes {
     by_path: GlobSet,
     by_name: GlobSet,
+    /// Leave out files named `Meeting.Active` (any case).
+    meetings: bool,
 }
 
+/// The file a Lync / Skype for Business conference holds open and locked while it runs.
+pub const MEETING_ACTIVE: &str = "Meeting.Active";
+
 impl Excludes {
-    fn new(patterns: &[String]) -> Result<Self> {
+    fn new(patterns: &[String], meetings: bool) -> Result<Self> {
         let mut by_path = GlobSetBuilder::new();
         let mut by_name = GlobSetBuilder::new();
         for p in patterns {
@@ -135,18 +157,26 @@ impl Excludes {
         Ok(Self {
             by_path: build(by_path, "")?,
             by_name: build(by_name, "")?,
+            meetings,
         })
     }
 
     pub fn excluded(&self, path: &std::path::Path, name: &std::ffi::OsStr) -> bool {
-        self.by_name.is_match(name) || self.by_path.is_match(path)
+        (self.meetings
+            && name
+                .as_bytes()
+                .eq_ignore_ascii_case(MEETING_ACTIVE.as_bytes()))
+            || self.by_name.is_match(name)
+            || self.by_path.is_match(path)
     }
 }
 
 pub struct Archiver<'a> {
     pub(crate) repo: &'a Repository,
     pub(crate) chunkers: Chunkers,
-    pub(crate) excludes: Excludes,
+    excludes: Vec<String>,
+    skip_meetings: bool,
+    tolerate_failed_commands: bool,
     pub(crate) progress: &'a dyn Progress,
     pub(crate) counters: Counters,
     warnings: Mutex<Vec<String>>,
@@ -186,12 +216,31 @@ impl<'a> Archiver<'a> {
                 small: chunker(c.small)?,
                 grouping,
             },
-            excludes: Excludes::new(excludes)?,
+            excludes: {
+                Excludes::new(excludes, false)?;
+                excludes.to_vec()
+            },
+            skip_meetings: false,
+            tolerate_failed_commands: false,
             progress,
             counters: Counters::default(),
             warnings: Mutex::new(Vec::new()),
             mssql: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Never stores files named `Meeting.Active` (the Lync profile): a running conference
+    /// holds them locked, and they are of no use once it ends.
+    pub fn skip_meeting_active(mut self) -> Self {
+        self.skip_meetings = true;
+        self
+    }
+
+    /// A command source that fails (cannot start, or exits non-zero) is left out and the
+    /// snapshot marked partial, instead of failing the whole archive.
+    pub fn tolerate_failed_commands(mut self) -> Self {
+        self.tolerate_failed_commands = true;
+        self
     }
 
     /// An advisory: listed in the summary, but the snapshot is complete.
@@ -211,7 +260,7 @@ impl<'a> Archiver<'a> {
     /// read again. `mtime_ns` dates the directories made to hold nested source names.
     ///
     /// Unreadable files and missing sources become warnings; a command that exits non-zero
-    /// fails the whole archive.
+    /// fails the whole archive, unless [`Archiver::tolerate_failed_commands`] was asked for.
     pub fn archive(
         &self,
         sources: &[Source],
@@ -220,17 +269,28 @@ impl<'a> Archiver<'a> {
     ) -> Result<ArchiveOutcome> {
         let mut root: BTreeMap<Vec<u8>, Slot> = BTreeMap::new();
         let parent_tree = parent.map(|id| self.repo.load_tree(id)).transpose()?;
-        for source in sources {
+        // Every pattern is checked before anything is read.
+        let excludes = sources
+            .iter()
+            .map(|source| {
+                let mut patterns = self.excludes.clone();
+                if let Source::Path { excludes, .. } = source {
+                    patterns.extend(excludes.iter().cloned());
+                }
+                Excludes::new(&patterns, self.skip_meetings)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (source, excludes) in sources.iter().zip(&excludes) {
             let parts = source.placement()?;
             let parent_node = match &parent_tree {
                 Some(t) => self.lookup(t, &parts)?,
                 None => None,
             };
             let node = match source {
-                Source::Path(path) => {
+                Source::Path { path, .. } => {
                     let name = parts.last().expect("placement is not empty");
                     let rel = String::from_utf8_lossy(&parts.join(&b'/')).into_owned();
-                    self.archive_path(path, name, &rel, parent_node.as_ref())?
+                    self.archive_path(path, name, &rel, parent_node.as_ref(), excludes)?
                 }
                 Source::Stdin { name } => {
                     let stdin = std::io::stdin();
@@ -238,7 +298,16 @@ impl<'a> Archiver<'a> {
                     Some(self.archive_reader(&mut lock, &parts, name, parent_node.is_some())?)
                 }
                 Source::Command { name, argv } => {
-                    Some(self.archive_command(argv, &parts, name, parent_node.is_some())?)
+                    match self.archive_command(argv, &parts, name, parent_node.is_some()) {
+                        Ok(node) => Some(node),
+                        Err(e @ (IngestError::CommandFailed { .. } | IngestError::Io { .. }))
+                            if self.tolerate_failed_commands =>
+                        {
+                            self.unreadable(format!("{name}: {e}; not stored"));
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             };
             if let Some(node) = node {

@@ -10,7 +10,7 @@ use cairn_store::{Node, NodeKind, Tree};
 use rayon::prelude::*;
 use walkdir::WalkDir;
 
-use crate::archiver::Archiver;
+use crate::archiver::{Archiver, Excludes};
 use crate::error::{display, IngestError, Result};
 use crate::stream::store_stream;
 
@@ -35,6 +35,7 @@ impl Archiver<'_> {
         name: &[u8],
         rel: &str,
         parent: Option<&Node>,
+        excludes: &Excludes,
     ) -> Result<Option<Node>> {
         let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
@@ -45,7 +46,7 @@ impl Archiver<'_> {
         };
         let ft = meta.file_type();
         if ft.is_dir() {
-            self.archive_dir(path, name, rel, &meta, parent)
+            self.archive_dir(path, name, rel, &meta, parent, excludes)
         } else if ft.is_file() {
             self.archive_file(path, name, rel, &meta, parent)
         } else if ft.is_symlink() {
@@ -80,6 +81,7 @@ impl Archiver<'_> {
         rel: &str,
         meta: &Metadata,
         parent: Option<&Node>,
+        excludes: &Excludes,
     ) -> Result<Option<Node>> {
         let mut children: Vec<(PathBuf, Vec<u8>)> = Vec::new();
         for entry in WalkDir::new(path)
@@ -89,7 +91,7 @@ impl Archiver<'_> {
         {
             match entry {
                 Ok(e) => {
-                    if !self.excludes.excluded(e.path(), e.file_name()) {
+                    if !excludes.excluded(e.path(), e.file_name()) {
                         children.push((e.path().to_owned(), e.file_name().as_bytes().to_vec()));
                     }
                 }
@@ -119,7 +121,7 @@ impl Archiver<'_> {
             .map(|(child, child_name)| {
                 let prev = parent_tree.as_ref().and_then(|t| t.find(child_name));
                 let child_rel = format!("{rel}/{}", String::from_utf8_lossy(child_name));
-                self.archive_path(child, child_name, &child_rel, prev)
+                self.archive_path(child, child_name, &child_rel, prev, excludes)
             })
             .collect::<Result<_>>()?;
         let tree = Tree::new(nodes.into_iter().flatten().collect());
@@ -179,11 +181,21 @@ impl Archiver<'_> {
             }
             Err(e) => return Err(e),
         };
-        if stored.size != meta.len() {
+        // A file written while it is read may be stored torn: say so. Size and mtime are
+        // compared with the file as it was before the read and as it is after.
+        let after = file.metadata().ok();
+        let mtime_after = after
+            .as_ref()
+            .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec());
+        if stored.size != meta.len()
+            || after.as_ref().is_some_and(|m| m.len() != meta.len())
+            || mtime_after.is_some_and(|t| t != node.mtime_ns)
+        {
             self.warn(format!(
-                "{what}: changed while being read ({} bytes before, {} read)",
+                "{what}: changed while being read ({} bytes before, {} read{}): the stored copy may be inconsistent",
                 meta.len(),
-                stored.size
+                stored.size,
+                after.map_or(String::new(), |m| format!(", {} after", m.len()))
             ));
         }
         let c = &self.counters;

@@ -4,10 +4,11 @@
 mod archiver;
 mod error;
 mod fs;
+pub mod lync;
 pub mod mssql;
 mod stream;
 pub mod zip;
 
-pub use archiver::{ArchiveOutcome, Archiver, BackupStats, Source};
+pub use archiver::{ArchiveOutcome, Archiver, BackupStats, Source, MEETING_ACTIVE};
 pub use error::IngestError;
 pub use stream::{store_stream, Chunkers, StoredStream};
