@@ -64,7 +64,9 @@ pub struct Retention {
     pub keep_within: Option<String>,
     #[serde(default)]
     pub keep_tags: Vec<String>,
-    /// How snapshots are grouped before the policy applies (as `forget --group-by`).
+    /// How the plan's snapshots (its host's, carrying its tags) are grouped before the
+    /// policy applies, as `forget --group-by`. Default `host`: editing the plan's sources
+    /// does not strand the older snapshots in a group of their own.
     pub group_by: Option<String>,
     /// Delete the data of removed snapshots (default true).
     #[serde(default = "yes")]
@@ -196,7 +198,7 @@ fn resolve(plan: Plan, base: &Path) -> Result<Resolved> {
             let group_by = r
                 .group_by
                 .as_deref()
-                .unwrap_or("host,paths")
+                .unwrap_or("host")
                 .parse::<GroupBy>()
                 .map_err(anyhow::Error::msg)
                 .context("[retention] group_by")?;

@@ -92,10 +92,11 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
             json!({"skipped": "the backup was partial"})
         }
         Some((policy, group_by, r)) => {
+            // The plan's snapshots: its host's, carrying all its tags.
             let ours: Vec<_> = repo
                 .snapshots()?
                 .into_iter()
-                .filter(|(_, s)| s.host == host)
+                .filter(|(_, s)| s.host == host && plan.tags.iter().all(|t| s.tags.contains(t)))
                 .collect();
             let forget = retention::plan(&ours, policy, *group_by, true);
             for id in &forget.remove {

@@ -14,3 +14,4 @@ mod mssql;
 mod prune;
 mod repair;
 mod report;
+mod run;
