@@ -490,3 +490,39 @@ name = "filestore"
     // And it is the nightly growth of a deduplicating store, not a second full copy.
     assert!(added[1] * 10 < added[0], "{added:?}");
 }
+
+#[test]
+fn a_file_written_while_it_is_read_is_reported() {
+    let env = Env::new();
+    env.init();
+    let store = env.path("share");
+    fs::create_dir_all(&store).unwrap();
+    let busy = store.join("MeetingContent.pptx");
+    fs::write(&busy, data(64 << 20, 5)).unwrap();
+    let plan = plan(&env, "[[source]]\npath = \"share\"\n");
+    // Something keeps writing to the file (here: its mtime) while cairn reads it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, busy) = (stop.clone(), busy.clone());
+        std::thread::spawn(move || {
+            let mut t = 1_700_000_000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                t += 1;
+                set_mtime(&busy, t, 0);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let (code, summary, stderr) = run(&env, &plan, "2024-03-01T22:00:00Z");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    // Reported, not fatal: the bytes read are stored, and the next night reads the file again.
+    assert_eq!(code, 0, "{stderr}");
+    let warnings = strings(&summary["warnings"]);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("MeetingContent.pptx") && w.contains("changed while being read")),
+        "{warnings:?}"
+    );
+}
