@@ -526,3 +526,45 @@ fn a_file_written_while_it_is_read_is_reported() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn plain_xml_exports_diff_line_by_line() {
+    let env = Env::new();
+    env.init();
+    let exports = env.path("exports");
+    fs::create_dir_all(&exports).unwrap();
+    let xml = exports.join("lcscmd-global.xml");
+    let write = |level: &str| {
+        let mut text = String::from("<?xml version=\"1.0\"?><Settings>");
+        for i in 0..30 {
+            text.push_str(&format!("<Setting Name=\"S{i}\" Value=\"{i}\"/>"));
+        }
+        text.push_str(&format!("<Archiving Level=\"{level}\"/></Settings>"));
+        fs::write(&xml, text).unwrap();
+    };
+    write("IM");
+    let a = env.backup_json(&[exports.to_str().unwrap()]);
+    write("None");
+    let b = env.backup_json(&[exports.to_str().unwrap()]);
+    let (a, b) = (
+        a["snapshot_id"].as_str().unwrap(),
+        b["snapshot_id"].as_str().unwrap(),
+    );
+    let out = env
+        .cairn(&["diff", "--content", a, b, "exports/lcscmd-global.xml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\n-  <Archiving Level=\"IM\"/>\n+  <Archiving Level=\"None\"/>\n"),
+        "{text}"
+    );
+    // A path in neither snapshot is an error that names it.
+    let out = env
+        .cairn(&["diff", "--content", a, b, "exports/missing.xml"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exports/missing.xml"));
+}
