@@ -618,13 +618,12 @@ impl Repository {
             .ok_or_else(|| StoreError::BlobNotFound(id.to_string()))
     }
 
-    /// Reads a blob, authenticates it and checks that it hashes to its ID.
-    pub fn load_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self.locate(id)?;
-        let object = || format!("pack {} blob {id}", loc.pack);
-        let envelope = self
-            .backend
-            .read_at(&pack_path(&loc.pack), loc.offset, loc.length)
+    /// Reads `len` bytes at `offset` of a pack; a missing or short pack is reported as damage
+    /// to the pack.
+    pub fn read_pack_range(&self, pack: &PackId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let object = || format!("pack {pack}");
+        self.backend
+            .read_at(&pack_path(pack), offset, len)
             .map_err(|e| match e {
                 StoreError::Io { error: source, .. }
                     if source.kind() == std::io::ErrorKind::NotFound =>
@@ -637,7 +636,13 @@ impl Repository {
                     StoreError::corrupt(object(), "the pack is truncated")
                 }
                 other => other,
-            })?;
+            })
+    }
+
+    /// Reads a blob, authenticates it and checks that it hashes to its ID.
+    pub fn load_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self.locate(id)?;
+        let envelope = self.read_pack_range(&loc.pack, loc.offset, loc.length)?;
         let entry = crate::pack::PackEntry {
             kind: loc.kind,
             id: *id,

@@ -1,22 +1,27 @@
 //! Restoring a snapshot tree into a directory.
 //!
-//! Every file is written under a temporary name beside its final one and renamed only once all
-//! its bytes were read, authenticated and verified against their IDs: a damaged repository
-//! never leaves wrong or partial files under their real names.
+//! Three passes: the tree is walked (directories and symlinks made, each file created under a
+//! temporary name at its full size, its chunks noted with their offsets); then every pack that
+//! holds a needed chunk is read once, in order, by several workers, each chunk authenticated,
+//! checked against its ID and written at each of its offsets (all-zero chunks are skipped,
+//! leaving holes, so sparse sources restore sparse); last, each file whose every byte was
+//! written is synced and renamed into place. A damaged repository never leaves wrong or partial
+//! files under their real names: files it touched are removed and the first error returned.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use crate::catalog::BlobLocation;
 use crate::error::{IoContext, Result, StoreError};
-use crate::id::TreeId;
+use crate::id::{BlobId, PackId, TreeId};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::tree::{Node, NodeKind};
@@ -47,7 +52,38 @@ struct Restorer<'a> {
     is_root: bool,
     /// Directory times are set after their content is written, deepest first.
     dir_times: Mutex<Vec<(PathBuf, Node)>>,
+    /// Files being restored, and where each chunk goes.
+    pending: Mutex<Vec<Pending>>,
+    targets: Mutex<Vec<Target>>,
 }
+
+/// A file created under its temporary name, waiting for its chunks.
+struct Pending {
+    tmp: PathBuf,
+    path: PathBuf,
+    node: Node,
+    /// Bytes still to be written (all-zero chunks count as written).
+    missing: AtomicU64,
+    failed: AtomicBool,
+}
+
+/// One place a chunk goes: file `file` (index into the pending files) at `offset`.
+struct Target {
+    blob: BlobId,
+    size: u64,
+    file: usize,
+    offset: u64,
+}
+
+/// Packs are read by this many workers: more than the cores, so that reading overlaps with
+/// decrypting and decompressing.
+const WORKERS: usize = 4;
+
+/// Chunks of one pack closer than this are read with one request.
+const GAP: u64 = 256 << 10;
+
+/// The most bytes one request reads (bounds memory: [`WORKERS`] requests at a time).
+const SPAN: u64 = 8 << 20;
 
 pub fn restore(
     repo: &Repository,
@@ -76,9 +112,22 @@ pub fn restore(
         // SAFETY: geteuid has no preconditions.
         is_root: unsafe { libc::geteuid() } == 0,
         dir_times: Mutex::new(Vec::new()),
+        pending: Mutex::new(Vec::new()),
+        targets: Mutex::new(Vec::new()),
     };
     fs::create_dir_all(&options.target).ctx(|| format!("creating {}", options.target.display()))?;
-    r.restore_tree(tree, &options.target, &[])?;
+    let walked = r.restore_tree(tree, &options.target, &[]);
+    let files = std::mem::take(&mut *r.pending.lock().expect("pending mutex"));
+    let targets = std::mem::take(&mut *r.targets.lock().expect("targets mutex"));
+    // After a failed walk no file is finished: the tree is not whole.
+    let complete = walked.is_ok();
+    let written = match walked {
+        Ok(()) => r.write_chunks(&files, targets),
+        Err(e) => Err(e),
+    };
+    let finished = r.finish_files(&files, complete);
+    written?;
+    finished?;
     let mut dirs = r.dir_times.into_inner().expect("dir_times mutex");
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (path, node) in dirs {
@@ -160,48 +209,236 @@ impl Restorer<'_> {
         }
     }
 
+    /// Creates the file under its temporary name at its full size and notes where its chunks
+    /// go; an empty file is finished at once.
     fn restore_file(&self, node: &Node, path: &Path) -> Result<()> {
         let mut tmp_name = OsStr::new(".").to_owned();
         tmp_name.push(path.file_name().expect("restored paths have a name"));
         tmp_name.push(".cairn-restore");
         let tmp = path.with_file_name(tmp_name);
-        let result = (|| {
-            let f = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-            let mut w = BufWriter::with_capacity(1 << 20, f);
-            let mut written = 0u64;
-            if let Some(content) = &node.content {
-                for entry in self.repo.chunks(content) {
-                    let entry = entry?;
-                    let data = self.repo.load_blob(&entry.0)?;
-                    w.write_all(&data)
-                        .ctx(|| format!("writing {}", tmp.display()))?;
-                    written += data.len() as u64;
-                    self.progress.bytes(data.len() as u64);
+        let mut targets = Vec::new();
+        let mut offset = 0u64;
+        if let Some(content) = &node.content {
+            for entry in self.repo.chunks(content) {
+                let crate::tree::ContentEntry(blob, size) = entry?;
+                targets.push((blob, size, offset));
+                offset += size;
+            }
+        }
+        if offset != node.size {
+            return Err(StoreError::corrupt(
+                format!("file node {:?}", node.name),
+                format!("content holds {offset} bytes, the node says {}", node.size),
+            ));
+        }
+        let f = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+        f.set_len(node.size)
+            .ctx(|| format!("sizing {}", tmp.display()))?;
+        drop(f);
+        let mut files = self.pending.lock().expect("pending mutex");
+        let file = files.len();
+        files.push(Pending {
+            tmp,
+            path: path.to_owned(),
+            node: node.clone(),
+            missing: AtomicU64::new(node.size),
+            failed: AtomicBool::new(false),
+        });
+        drop(files);
+        self.targets
+            .lock()
+            .expect("targets mutex")
+            .extend(targets.into_iter().map(|(blob, size, offset)| Target {
+                blob,
+                size,
+                file,
+                offset,
+            }));
+        Ok(())
+    }
+
+    /// Reads every pack holding a needed chunk once, and writes each chunk where it goes.
+    /// Files a failed chunk was meant for are marked failed; the first error is returned.
+    fn write_chunks(&self, files: &[Pending], mut targets: Vec<Target>) -> Result<()> {
+        targets.sort_unstable_by_key(|t| t.blob);
+        // Each distinct blob once, with where it lives and the range of targets it feeds.
+        let mut blobs: Vec<(BlobLocation, BlobId, std::ops::Range<usize>)> = Vec::new();
+        let mut first_error = None;
+        let mut i = 0;
+        while i < targets.len() {
+            let id = targets[i].blob;
+            let mut j = i;
+            while j < targets.len() && targets[j].blob == id {
+                j += 1;
+            }
+            match self.repo.locate(&id) {
+                Ok(loc) => blobs.push((loc, id, i..j)),
+                Err(e) => {
+                    for t in &targets[i..j] {
+                        files[t.file].failed.store(true, Ordering::Relaxed);
+                    }
+                    first_error.get_or_insert(e);
                 }
             }
-            if written != node.size {
-                return Err(StoreError::corrupt(
-                    format!("file node {:?}", node.name),
-                    format!("content holds {written} bytes, the node says {}", node.size),
-                ));
-            }
-            let f = w
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .ctx(|| format!("writing {}", tmp.display()))?;
-            f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
-            drop(f);
-            set_metadata(&tmp, node, self.is_root)?;
-            fs::rename(&tmp, path).ctx(|| format!("renaming {} into place", tmp.display()))?;
-            self.bytes.fetch_add(written, Ordering::Relaxed);
-            self.files.fetch_add(1, Ordering::Relaxed);
-            self.progress.file_done();
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            i = j;
         }
-        result
+        let mut by_pack: HashMap<PackId, Vec<(BlobLocation, BlobId, std::ops::Range<usize>)>> =
+            HashMap::new();
+        for b in blobs {
+            by_pack.entry(b.0.pack).or_default().push(b);
+        }
+        // Requests: runs of chunks of one pack, in pack and offset order.
+        let mut requests = Vec::new();
+        let mut packs: Vec<_> = by_pack.into_iter().collect();
+        packs.sort_unstable_by_key(|p| p.0);
+        for (_, mut list) in packs {
+            list.sort_unstable_by_key(|b| b.0.offset);
+            let mut run: Vec<(BlobLocation, BlobId, std::ops::Range<usize>)> = Vec::new();
+            for b in list {
+                if let (Some(first), Some(last)) = (run.first(), run.last()) {
+                    let end = last.0.offset + last.0.length;
+                    if b.0.offset > end + GAP || b.0.offset + b.0.length - first.0.offset > SPAN {
+                        requests.push(std::mem::take(&mut run));
+                    }
+                }
+                run.push(b);
+            }
+            if !run.is_empty() {
+                requests.push(run);
+            }
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(WORKERS)
+            .build()
+            .map_err(|e| StoreError::Io {
+                context: "starting restore workers".into(),
+                error: std::io::Error::other(e),
+            })?;
+        let errors: Vec<StoreError> = pool.install(|| {
+            requests
+                .par_iter()
+                .filter_map(|run| self.write_run(files, &targets, run).err())
+                .collect()
+        });
+        match first_error.or_else(|| errors.into_iter().next()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads one run of chunks of a pack with one request and writes them out.
+    fn write_run(
+        &self,
+        files: &[Pending],
+        targets: &[Target],
+        run: &[(BlobLocation, BlobId, std::ops::Range<usize>)],
+    ) -> Result<()> {
+        let fail = |range: &std::ops::Range<usize>| {
+            for t in &targets[range.clone()] {
+                files[t.file].failed.store(true, Ordering::Relaxed);
+            }
+        };
+        let start = run[0].0.offset;
+        let last = &run[run.len() - 1].0;
+        let pack = run[0].0.pack;
+        let bytes = match self
+            .repo
+            .read_pack_range(&pack, start, last.offset + last.length - start)
+        {
+            Ok(b) => b,
+            Err(e) => {
+                run.iter().for_each(|b| fail(&b.2));
+                return Err(e);
+            }
+        };
+        let mut first_error = None;
+        for (loc, id, range) in run {
+            let at = (loc.offset - start) as usize;
+            let envelope = &bytes[at..at + loc.length as usize];
+            let entry = crate::pack::PackEntry {
+                kind: loc.kind,
+                id: *id,
+                offset: loc.offset,
+                length: loc.length,
+                raw_len: loc.raw_len,
+            };
+            let data = match self.repo.open_blob_bytes(&pack, &entry, envelope) {
+                Ok(d) => d,
+                Err(e) => {
+                    fail(range);
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            let zero = data.iter().all(|&b| b == 0);
+            for t in &targets[range.clone()] {
+                let file = &files[t.file];
+                if data.len() as u64 != t.size {
+                    file.failed.store(true, Ordering::Relaxed);
+                    first_error.get_or_insert_with(|| {
+                        StoreError::corrupt(
+                            format!("pack {pack} blob {id}"),
+                            "size differs from the chunk list",
+                        )
+                    });
+                    continue;
+                }
+                if !zero {
+                    let written = OpenOptions::new()
+                        .write(true)
+                        .open(&file.tmp)
+                        .and_then(|f| f.write_all_at(&data, t.offset))
+                        .ctx(|| format!("writing {}", file.tmp.display()));
+                    if let Err(e) = written {
+                        file.failed.store(true, Ordering::Relaxed);
+                        first_error.get_or_insert(e);
+                        continue;
+                    }
+                }
+                file.missing.fetch_sub(t.size, Ordering::Relaxed);
+                self.progress.bytes(t.size);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Syncs, dates and renames every file whose bytes were all written; removes the
+    /// temporary files of the others.
+    fn finish_files(&self, files: &[Pending], complete: bool) -> Result<()> {
+        files
+            .par_iter()
+            .map(|file| {
+                let whole = complete
+                    && !file.failed.load(Ordering::Relaxed)
+                    && file.missing.load(Ordering::Relaxed) == 0;
+                if !whole {
+                    let _ = fs::remove_file(&file.tmp);
+                    return Ok(());
+                }
+                let result = (|| {
+                    let f = File::options()
+                        .write(true)
+                        .open(&file.tmp)
+                        .ctx(|| format!("opening {}", file.tmp.display()))?;
+                    f.sync_all()
+                        .ctx(|| format!("syncing {}", file.tmp.display()))?;
+                    drop(f);
+                    set_metadata(&file.tmp, &file.node, self.is_root)?;
+                    fs::rename(&file.tmp, &file.path)
+                        .ctx(|| format!("renaming {} into place", file.tmp.display()))?;
+                    self.bytes.fetch_add(file.node.size, Ordering::Relaxed);
+                    self.files.fetch_add(1, Ordering::Relaxed);
+                    self.progress.file_done();
+                    Ok(())
+                })();
+                if result.is_err() {
+                    let _ = fs::remove_file(&file.tmp);
+                }
+                result
+            })
+            .collect::<Vec<Result<()>>>()
+            .into_iter()
+            .collect()
     }
 }
 

@@ -14,4 +14,5 @@ mod mssql;
 mod prune;
 mod repair;
 mod report;
+mod restore;
 mod run;

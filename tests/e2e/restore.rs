@@ -1,0 +1,64 @@
+//! Restore: packs read once each by several workers, holes kept, and what a damaged pack
+//! leaves behind.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+
+use crate::harness::*;
+
+#[test]
+fn a_sparse_file_restores_sparse_and_exact() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    // 1 MiB of data, a 64 MiB hole, 1 MiB of data.
+    let mut bytes = data(1 << 20, 11);
+    bytes.resize(65 << 20, 0);
+    bytes.extend_from_slice(&data(1 << 20, 12));
+    fs::write(src.join("sparse.mdf"), &bytes).unwrap();
+    env.backup_json(&[src.to_str().unwrap()]);
+    let target = env.restore("latest", "out");
+    let restored = target.join("src/sparse.mdf");
+    assert!(fs::read(&restored).unwrap() == bytes);
+    let allocated = fs::metadata(&restored).unwrap().blocks() * 512;
+    assert!(
+        allocated < 16 << 20,
+        "{allocated} bytes allocated for a file of 2 MiB of data"
+    );
+}
+
+#[test]
+fn a_damaged_pack_costs_only_the_files_it_holds() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("old.bak"), data(3 << 20, 21)).unwrap();
+    env.backup_json(&[src.to_str().unwrap()]);
+    let first_packs = walkdir(&env.repo().join("data"));
+    // The second backup adds one pack, holding only the new file.
+    fs::write(src.join("new.bak"), data(3 << 20, 22)).unwrap();
+    env.backup_json(&[src.to_str().unwrap()]);
+    let new_pack = walkdir(&env.repo().join("data"))
+        .into_iter()
+        .find(|p| !first_packs.contains(p))
+        .expect("a new pack");
+    let mut bytes = fs::read(&new_pack).unwrap();
+    bytes[100] ^= 0x10;
+    fs::write(&new_pack, bytes).unwrap();
+
+    let target = env.path("out");
+    let out = env
+        .cairn(&["restore", "latest", "--target", target.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let pack_name = new_pack.file_name().unwrap().to_str().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(pack_name), "{stderr}");
+    // The file of the sound pack is whole; the other is absent, and no temporary file is left.
+    assert!(fs::read(target.join("src/old.bak")).expect(&stderr) == data(3 << 20, 21));
+    let left: Vec<_> = walkdir(&target);
+    assert_eq!(left, [target.join("src/old.bak")], "{left:?}");
+}
