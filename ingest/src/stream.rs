@@ -36,7 +36,7 @@ impl StreamCutter {
 
 /// Bytes cut and stored per batch: enough chunks for the hashing and compression of one batch
 /// to keep both cores busy, little enough to keep memory flat.
-const BATCH: usize = 16 << 20;
+const BATCH: usize = 4 << 20;
 
 /// What storing a stream produced.
 #[derive(Debug)]

@@ -25,7 +25,43 @@ const MAC_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 /// zstd level 3: zstd's own default, about 2.5x on database pages at a few hundred MB/s a core.
-const ZSTD_LEVEL: i32 = 3;
+pub const ZSTD_LEVEL: i32 = 3;
+/// zstd level 1: for bulk new data (a first backup), about 1.7x the speed of level 3 for about
+/// a fifth more bytes on database pages.
+pub const ZSTD_FAST: i32 = 1;
+
+thread_local! {
+    /// One compression context per thread and level, and one decompression context per
+    /// thread: making a context per object costs more than compressing a small one.
+    static COMPRESSORS: std::cell::RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn zstd_compress(plaintext: &[u8], level: i32) -> Option<Vec<u8>> {
+    COMPRESSORS.with(|cell| {
+        let mut list = cell.borrow_mut();
+        let at = match list.iter().position(|(l, _)| *l == level) {
+            Some(at) => at,
+            None => {
+                list.push((level, zstd::bulk::Compressor::new(level).ok()?));
+                list.len() - 1
+            }
+        };
+        list[at].1.compress(plaintext).ok()
+    })
+}
+
+fn zstd_decompress(body: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        slot.as_mut().expect("just set").decompress(body, raw_len)
+    })
+}
 /// Upper bound on one object's plaintext (1 GiB): refuses absurd sizes before allocating.
 const MAX_PLAINTEXT: u64 = 1 << 30;
 
@@ -96,13 +132,15 @@ impl MasterKey {
 
     /// Wraps `plaintext`, compressing it when `compress` is set and zstd makes it smaller.
     pub fn seal(&self, plaintext: &[u8], compress: bool) -> Vec<u8> {
-        let compressed = if compress {
-            zstd::bulk::compress(plaintext, ZSTD_LEVEL)
-                .ok()
-                .filter(|c| c.len() + 8 < plaintext.len())
-        } else {
-            None
-        };
+        self.seal_level(plaintext, compress.then_some(ZSTD_LEVEL))
+    }
+
+    /// Wraps `plaintext`, compressing it at zstd `level` (if any) when that makes it smaller.
+    /// The level is not recorded: any level reads back the same.
+    pub fn seal_level(&self, plaintext: &[u8], level: Option<i32>) -> Vec<u8> {
+        let compressed = level
+            .and_then(|l| zstd_compress(plaintext, l))
+            .filter(|c| c.len() + 8 < plaintext.len());
         let mut payload = Vec::with_capacity(
             1 + 8 + compressed.as_ref().map_or(plaintext.len(), Vec::len) + MAC_LEN,
         );
@@ -205,7 +243,7 @@ fn decompress(payload: &[u8], corrupt: &dyn Fn(String) -> StoreError) -> Result<
             if raw_len > MAX_PLAINTEXT {
                 return Err(corrupt(format!("plaintext length {raw_len} is too large")));
             }
-            let out = zstd::bulk::decompress(&body[8..], raw_len as usize)
+            let out = zstd_decompress(&body[8..], raw_len as usize)
                 .map_err(|e| corrupt(format!("zstd: {e}")))?;
             if out.len() as u64 != raw_len {
                 return Err(corrupt(format!(
@@ -225,6 +263,19 @@ mod tests {
 
     fn name() -> String {
         "test object".into()
+    }
+
+    #[test]
+    fn every_compression_level_reads_back() {
+        let key = MasterKey::random(true);
+        let pages: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for level in [None, Some(ZSTD_FAST), Some(ZSTD_LEVEL), Some(19)] {
+            let sealed = key.seal_level(&pages, level);
+            if level.is_some() {
+                assert!(sealed.len() < pages.len() / 10, "{level:?}");
+            }
+            assert_eq!(key.open(&sealed, &|| "test".into()).unwrap(), pages);
+        }
     }
 
     #[test]

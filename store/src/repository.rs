@@ -110,6 +110,36 @@ pub struct Repository {
 
 /// The default cache directory: the user's cache directory (`$XDG_CACHE_HOME` or
 /// `~/.cache` on Linux) followed by `cairn`.
+/// `f` over `items`, in order, on as many threads as there are cores (the caller's among them).
+///
+/// Plain scoped threads, not rayon: a rayon worker waiting on a rayon job would pick up other
+/// queued work meanwhile — such as another file to back up, with buffers of its own — so the
+/// files in flight, and memory, would grow without bound. A thread joining scoped threads just
+/// waits.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || items.len() < 2 {
+        return items.iter().map(&f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let mut parts = items.chunks(per);
+        let first = parts.next().unwrap_or_default();
+        let handles: Vec<_> = parts
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        let mut out: Vec<R> = first.iter().map(f).collect();
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
 pub fn default_cache_dir() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("cairn"))
 }
@@ -486,7 +516,7 @@ impl Repository {
     /// the duplicate check is one catalog transaction for the batch. Safe to call from many
     /// threads at once; a blob is stored once even when several threads offer it.
     pub fn save_blobs(&self, kind: BlobKind, blobs: &[&[u8]]) -> Result<Vec<SavedBlob>> {
-        let ids: Vec<BlobId> = blobs.par_iter().map(|b| self.key.blob_id(b)).collect();
+        let ids: Vec<BlobId> = parallel_map(blobs, |b| self.key.blob_id(b));
         let mut fresh = vec![false; ids.len()];
         {
             let mut session = self.session.lock().expect("session mutex");
@@ -497,11 +527,24 @@ impl Repository {
                 }
             }
         }
-        let sealed: Vec<Option<Vec<u8>>> = blobs
-            .par_iter()
+        // Bulk new data (most of a batch new, as in a first backup) is compressed fast; the
+        // trickle of changes of a nightly backup is compressed harder, costing little time.
+        let total: usize = blobs.iter().map(|b| b.len()).sum();
+        let new: usize = blobs
+            .iter()
             .zip(&fresh)
-            .map(|(b, &f)| f.then(|| self.key.seal(b, true)))
-            .collect();
+            .filter(|(_, &f)| f)
+            .map(|(b, _)| b.len())
+            .sum();
+        let level = if kind == BlobKind::Data && new * 2 > total {
+            crate::envelope::ZSTD_FAST
+        } else {
+            crate::envelope::ZSTD_LEVEL
+        };
+        let todo: Vec<(&[u8], bool)> = blobs.iter().copied().zip(fresh.iter().copied()).collect();
+        let sealed: Vec<Option<Vec<u8>>> = parallel_map(&todo, |&(b, f)| {
+            f.then(|| self.key.seal_level(b, Some(level)))
+        });
         let mut full = Vec::new();
         {
             let mut writer = self.writer.lock().expect("writer mutex");
@@ -978,6 +1021,22 @@ impl Iterator for ChunkIter<'_> {
                     self.stack.push((depth - 1, list.into_iter()));
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parallel_map;
+
+    #[test]
+    fn parallel_map_keeps_order_for_any_length() {
+        for n in [0usize, 1, 2, 3, 7, 1000] {
+            let items: Vec<usize> = (0..n).collect();
+            assert_eq!(
+                parallel_map(&items, |x| x * 3),
+                items.iter().map(|x| x * 3).collect::<Vec<_>>()
+            );
         }
     }
 }
