@@ -15,7 +15,7 @@ cargo build --release --quiet --manifest-path "$here/Cargo.toml"
 cairn="$here/target/release/cairn"
 export CAIRN_PASSWORD=bench
 plan_repo="$work/plan-repo" sql_repo="$work/plan-sql-repo"
-rm -rf "$plan_repo" "$sql_repo" "$work/plan-cache" "$work/plan-sql-cache" "$work/current"
+rm -rf "$plan_repo" "$sql_repo" "$work/plan-cache" "$work/plan-sql-cache" "$work/plan-night"
 "$cairn" -q -r "$plan_repo" --cache-dir "$work/plan-cache" init
 "$cairn" -q -r "$sql_repo" --cache-dir "$work/plan-sql-cache" init
 cat > "$work/plan.toml" <<PLAN
@@ -27,13 +27,13 @@ profile = "lync"
 [lync]
 not_deployed = ["Lis", "RgsConfig", "mgc"]
 [[source]]
-path = "current/SQL"
+path = "plan-night/SQL"
 name = "sql"
 [[source]]
-path = "current/Config/CsConfiguration.zip"
+path = "plan-night/Config/CsConfiguration.zip"
 name = "config/CsConfiguration.zip"
 [[source]]
-path = "current/FileStore"
+path = "plan-night/FileStore"
 name = "filestore"
 [retention]
 keep_daily = 14
@@ -45,12 +45,12 @@ printf '\nscale %s (%s)\n' "$scale" "$(date -u +%F)"
 printf '%-6s %14s %12s %8s %12s %14s %8s\n' night input "run added" seconds "SQL alone" "store churn" "ratio"
 for n in $(seq 1 "$nights"); do
   night="$data/night$(printf %02d "$n")"
-  ln -sfn "$night" "$work/current"
+  ln -sfn "$night" "$work/plan-night"
   input=$(find "$night" -type f ! -name Meeting.Active -printf '%s\n' | awk '{s+=$1} END {print s}')
   start=$(date +%s.%N)
   run_added=$("$cairn" --json run "$work/plan.toml" --time "2023-11-$((14 + n))T23:00:00Z" | added)
   secs=$(echo "$(date +%s.%N) - $start" | bc)
-  sql_added=$("$cairn" --json -r "$sql_repo" --cache-dir "$work/plan-sql-cache" backup "$work/current/SQL" | added)
+  sql_added=$("$cairn" --json -r "$sql_repo" --cache-dir "$work/plan-sql-cache" backup "$work/plan-night/SQL" | added)
   churn=0
   if [ "$n" -gt 1 ]; then
     churn=$(python3 - "$data/night$(printf %02d $((n - 1)))/FileStore" "$night/FileStore" <<'PY'
@@ -75,3 +75,4 @@ PY
     "$(echo "$run_added / ($sql_added + $churn + $zip)" | bc -l)"
 done
 echo "ratio: run added / (SQL alone + file-store churn + config export); reproduce: benches/plan.sh $scale $nights"
+rm -f "$work/plan-night"

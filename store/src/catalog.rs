@@ -53,6 +53,19 @@ pub struct BlobLocation {
     pub raw_len: u64,
 }
 
+impl BlobLocation {
+    /// The pack entry of blob `id` stored here.
+    pub fn entry(&self, id: BlobId) -> crate::pack::PackEntry {
+        crate::pack::PackEntry {
+            kind: self.kind,
+            id,
+            offset: self.offset,
+            length: self.length,
+            raw_len: self.raw_len,
+        }
+    }
+}
+
 pub struct Catalog {
     conn: Connection,
     path: PathBuf,

@@ -686,14 +686,7 @@ impl Repository {
     pub fn load_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self.locate(id)?;
         let envelope = self.read_pack_range(&loc.pack, loc.offset, loc.length)?;
-        let entry = crate::pack::PackEntry {
-            kind: loc.kind,
-            id: *id,
-            offset: loc.offset,
-            length: loc.length,
-            raw_len: loc.raw_len,
-        };
-        self.open_blob_bytes(&loc.pack, &entry, &envelope)
+        self.open_blob_bytes(&loc.pack, &loc.entry(*id), &envelope)
     }
 
     pub fn load_tree(&self, id: &TreeId) -> Result<Tree> {

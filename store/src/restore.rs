@@ -361,14 +361,7 @@ impl Restorer<'_> {
         for (loc, id, range) in run {
             let at = (loc.offset - start) as usize;
             let envelope = &bytes[at..at + loc.length as usize];
-            let entry = crate::pack::PackEntry {
-                kind: loc.kind,
-                id: *id,
-                offset: loc.offset,
-                length: loc.length,
-                raw_len: loc.raw_len,
-            };
-            let data = match self.repo.open_blob_bytes(&pack, &entry, envelope) {
+            let data = match self.repo.open_blob_bytes(&pack, &loc.entry(*id), envelope) {
                 Ok(d) => d,
                 Err(e) => {
                     fail(range);
