@@ -3,7 +3,8 @@
 #   benches/compare.sh [SCALE] [NIGHTS]            (defaults: 1 5)
 # Environment:
 #   CAIRN_BENCH_DIR     scratch space (default /tmp/cairn-bench)
-#   CAIRN_BENCH_TOOLS   tools to run (default: "cairn restic borg", plus rustic when installed)
+#   CAIRN_BENCH_TOOLS   tools to run (default: cairn, restic, borg, rustic and rustic64k, rustic
+#                       with fixed 64 KiB chunks, of those installed)
 #   CAIRN_BENCH_RUSTIC  1: `cargo install rustic-rs` when rustic is missing (slow: ~10 min)
 # Every tool encrypts, backs up each night from the same path (so the previous snapshot is its
 # parent), leaves out Meeting.Active files, and restores the last night. Page caches are
@@ -29,6 +30,7 @@ if ! command -v rustic >/dev/null && [ "${CAIRN_BENCH_RUSTIC:-}" = 1 ]; then
 fi
 default_tools="cairn"
 for t in restic borg rustic; do command -v "$t" >/dev/null && default_tools+=" $t"; done
+command -v rustic >/dev/null && default_tools+=" rustic64k"
 read -r -a tools <<<"${CAIRN_BENCH_TOOLS:-$default_tools}"
 
 cargo build --release --quiet --manifest-path "$here/Cargo.toml"
@@ -61,6 +63,10 @@ restore_restic() { timed restic -q -r "$1" restore latest --target "$2"; }
 init_rustic()    { rustic -r "$1" init >/dev/null 2>&1; }
 backup_rustic()  { timed rustic -r "$1" backup --host bench --glob '!**/Meeting.Active' "$current"; }
 restore_rustic() { timed rustic -r "$1" restore latest "$2"; }
+# rustic with fixed 64 KiB chunks (page-aligned, so unchanged database pages dedup).
+init_rustic64k()    { rustic -r "$1" init --set-chunker fixed_size --set-chunk-size 64KiB >/dev/null 2>&1; }
+backup_rustic64k()  { backup_rustic "$@"; }
+restore_rustic64k() { restore_rustic "$@"; }
 init_borg()    { borg init -e repokey-blake2 "$1"; }
 backup_borg()  { timed borg create --compression zstd,3 --exclude '*/Meeting.Active' "$1::night$2" "$current"; }
 restore_borg() { mkdir -p "$2"; timed sh -c "cd '$2' && borg extract '$1::night$nights'"; }

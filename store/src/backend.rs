@@ -21,6 +21,12 @@ pub trait Backend: Send + Sync {
     fn read(&self, path: &str) -> Result<Vec<u8>>;
     /// Reads `len` bytes at `offset`; a short file is an error.
     fn read_at(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// As [`Backend::read_at`], into `buf` (resized to `len`), so that a caller reading many
+    /// ranges reuses one buffer instead of faulting in fresh pages for each.
+    fn read_at_into(&self, path: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> Result<()> {
+        *buf = self.read_at(path, offset, len)?;
+        Ok(())
+    }
     /// The size of a file in bytes.
     fn size(&self, path: &str) -> Result<u64>;
     /// The names of the files directly in `dir` (not their paths), in no particular order.
@@ -134,18 +140,24 @@ impl Backend for LocalBackend {
     }
 
     fn read_at(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_at_into(path, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_at_into(&self, path: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> Result<()> {
         let p = self.full(path);
         let f = File::open(&p).ctx(|| format!("opening {}", p.display()))?;
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
-        let mut buf = vec![0u8; len.ctx(|| format!("reading {}", p.display()))?];
-        f.read_exact_at(&mut buf, offset).ctx(|| {
+        buf.clear();
+        buf.resize(len.ctx(|| format!("reading {}", p.display()))?, 0);
+        f.read_exact_at(buf, offset).ctx(|| {
             format!(
                 "reading {} bytes at offset {offset} of {}",
                 buf.len(),
                 p.display()
             )
-        })?;
-        Ok(buf)
+        })
     }
 
     fn size(&self, path: &str) -> Result<u64> {

@@ -270,6 +270,20 @@ impl Catalog {
         Ok(out)
     }
 
+    /// [`Catalog::locate`] for many IDs in one read transaction: one lock of the database
+    /// for the batch instead of one per look-up.
+    pub fn locate_many(&mut self, ids: &[BlobId]) -> Result<Vec<Option<BlobLocation>>> {
+        let path = self.path.clone();
+        self.conn
+            .execute_batch("BEGIN")
+            .map_err(|e| self_err(&path, e))?;
+        let out = ids.iter().map(|id| self.locate(id)).collect();
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| self_err(&path, e))?;
+        out
+    }
+
     pub fn locate(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
         let mut stmt = self
             .conn

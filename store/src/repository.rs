@@ -655,6 +655,11 @@ impl Repository {
         Ok((id, sealed.len() as u64))
     }
 
+    /// Where each blob lives (`None` for those not in the index), looked up as one batch.
+    pub fn locate_many(&self, ids: &[BlobId]) -> Result<Vec<Option<BlobLocation>>> {
+        self.catalog().locate_many(ids)
+    }
+
     pub fn locate(&self, id: &BlobId) -> Result<BlobLocation> {
         self.catalog()
             .locate(id)?
@@ -664,9 +669,22 @@ impl Repository {
     /// Reads `len` bytes at `offset` of a pack; a missing or short pack is reported as damage
     /// to the pack.
     pub fn read_pack_range(&self, pack: &PackId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_pack_range_into(pack, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// As [`Repository::read_pack_range`], into a buffer the caller reuses.
+    pub fn read_pack_range_into(
+        &self,
+        pack: &PackId,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         let object = || format!("pack {pack}");
         self.backend
-            .read_at(&pack_path(pack), offset, len)
+            .read_at_into(&pack_path(pack), offset, len, buf)
             .map_err(|e| match e {
                 StoreError::Io { error: source, .. }
                     if source.kind() == std::io::ErrorKind::NotFound =>

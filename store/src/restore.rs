@@ -262,8 +262,7 @@ impl Restorer<'_> {
     fn write_chunks(&self, files: &[Pending], mut targets: Vec<Target>) -> Result<()> {
         targets.sort_unstable_by_key(|t| t.blob);
         // Each distinct blob once, with where it lives and the range of targets it feeds.
-        let mut blobs: Vec<(BlobLocation, BlobId, std::ops::Range<usize>)> = Vec::new();
-        let mut first_error = None;
+        let mut distinct: Vec<(BlobId, std::ops::Range<usize>)> = Vec::new();
         let mut i = 0;
         while i < targets.len() {
             let id = targets[i].blob;
@@ -271,16 +270,22 @@ impl Restorer<'_> {
             while j < targets.len() && targets[j].blob == id {
                 j += 1;
             }
-            match self.repo.locate(&id) {
-                Ok(loc) => blobs.push((loc, id, i..j)),
-                Err(e) => {
-                    for t in &targets[i..j] {
+            distinct.push((id, i..j));
+            i = j;
+        }
+        let mut blobs: Vec<(BlobLocation, BlobId, std::ops::Range<usize>)> = Vec::new();
+        let mut first_error = None;
+        let ids: Vec<BlobId> = distinct.iter().map(|d| d.0).collect();
+        for ((id, range), loc) in distinct.into_iter().zip(self.repo.locate_many(&ids)?) {
+            match loc {
+                Some(loc) => blobs.push((loc, id, range)),
+                None => {
+                    for t in &targets[range] {
                         files[t.file].failed.store(true, Ordering::Relaxed);
                     }
-                    first_error.get_or_insert(e);
+                    first_error.get_or_insert(StoreError::BlobNotFound(id.to_string()));
                 }
             }
-            i = j;
         }
         let mut by_pack: HashMap<PackId, Vec<(BlobLocation, BlobId, std::ops::Range<usize>)>> =
             HashMap::new();
