@@ -2,6 +2,7 @@
 //! pack writing and catalog look-ups. `cargo bench --bench micro`.
 
 use cairn_chunker::{Chunker, ChunkerParams};
+use cairn_ingest::mssql::{Grouping, MtfCutter};
 use cairn_store::catalog::Catalog;
 use cairn_store::envelope::MasterKey;
 use cairn_store::index::IndexedPack;
@@ -65,6 +66,10 @@ fn hash_and_seal(c: &mut Criterion) {
         k.encrypted = encrypted;
         g.bench_function(name, |b| b.iter(|| k.seal(&chunk, compress)));
     }
+    // Level 1: what a batch of mostly new data (a first backup) is sealed with.
+    g.bench_function("seal zstd-1 + xchacha 1MiB", |b| {
+        b.iter(|| key.seal_level(&chunk, Some(cairn_store::envelope::ZSTD_FAST)))
+    });
     let sealed = key.seal(&chunk, true);
     g.bench_function("open xchacha + zstd 1MiB", |b| {
         b.iter(|| key.open(&sealed, &|| "bench".into()).unwrap())
@@ -128,6 +133,13 @@ fn catalog(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("catalog");
     g.throughput(Throughput::Elements(1000));
+    g.bench_function("locate_many 1000 (all known)", |b| {
+        b.iter_batched(
+            || (0..1000u64).map(|i| id(i * 197)).collect::<Vec<_>>(),
+            |ids| catalog.locate_many(&ids).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
     g.bench_function("contains_many 1000 (half known)", |b| {
         b.iter_batched(
             || {
@@ -142,5 +154,37 @@ fn catalog(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, chunker, hash_and_seal, catalog);
+/// The SQL Server page cutter on a real backup of the corpus (skipped without it).
+fn page_cutter(c: &mut Criterion) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus/sqlbak/salihdemirog__siber/Northwind.bak");
+    let Ok(bak) = std::fs::read(&path) else {
+        eprintln!("page cutter: skipped, {} is not present", path.display());
+        return;
+    };
+    let mut g = c.benchmark_group("mssql");
+    g.throughput(Throughput::Bytes(bak.len() as u64));
+    for (name, grouping) in [
+        ("page cutter, page grouping", Grouping::Page),
+        ("page cutter, extent grouping", Grouping::Extent),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut cutter = MtfCutter::new(Chunker::new(ChunkerParams::small()), grouping);
+                let (mut pos, mut cuts) = (0, 0);
+                while let Some(n) = cutter.next_cut(&bak[pos..], true) {
+                    if n == 0 {
+                        break;
+                    }
+                    pos += n;
+                    cuts += 1;
+                }
+                cuts
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, chunker, hash_and_seal, catalog, page_cutter);
 criterion_main!(benches);
