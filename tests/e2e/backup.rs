@@ -88,10 +88,8 @@ fn second_backup_of_unchanged_tree_reads_nothing_and_adds_little() {
 
 #[test]
 fn a_changed_file_is_read_again_and_the_rest_is_not() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
+    let env = Env::ready();
+    let src = env.dir("src");
     fs::write(src.join("one"), data(3 << 20, 2)).unwrap();
     fs::write(src.join("two"), b"unchanged").unwrap();
     env.backup_json(&[src.to_str().unwrap()]);

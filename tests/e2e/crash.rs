@@ -17,10 +17,8 @@ fn next(state: &mut u64) -> u64 {
 #[test]
 fn kill_9_at_random_moments_never_damages_earlier_snapshots() {
     const RUNS: usize = 20;
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
+    let env = Env::ready();
+    let src = env.dir("src");
     fs::write(src.join("base"), data(1 << 20, 100)).unwrap();
 
     // Expected content of each committed snapshot, by the run file it must hold.

@@ -145,10 +145,8 @@ fn wrong_or_missing_password_exits_12_with_no_output() {
 
 #[test]
 fn a_second_password_survives_removing_the_first() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
+    let env = Env::ready();
+    let src = env.dir("src");
     fs::write(src.join("a"), data(2 << 20, 31)).unwrap();
     env.backup_json(&[src.to_str().unwrap()]);
     fs::write(src.join("b"), b"second").unwrap();

@@ -40,6 +40,20 @@ impl Env {
         }
     }
 
+    /// A fresh environment with its repository created.
+    pub fn ready() -> Self {
+        let env = Self::new();
+        env.init();
+        env
+    }
+
+    /// Creates the scratch directory `rel` (with its parents) and returns its path.
+    pub fn dir(&self, rel: &str) -> PathBuf {
+        let p = self.path(rel);
+        fs::create_dir_all(&p).expect("scratch directory");
+        p
+    }
+
     pub fn repo(&self) -> PathBuf {
         self.repo_dir.path().join("repo")
     }

@@ -8,10 +8,8 @@ use crate::harness::*;
 
 #[test]
 fn a_sparse_file_restores_sparse_and_exact() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
+    let env = Env::ready();
+    let src = env.dir("src");
     // 1 MiB of data, a 64 MiB hole, 1 MiB of data.
     let mut bytes = data(1 << 20, 11);
     bytes.resize(65 << 20, 0);
@@ -30,10 +28,8 @@ fn a_sparse_file_restores_sparse_and_exact() {
 
 #[test]
 fn a_damaged_pack_costs_only_the_files_it_holds() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
+    let env = Env::ready();
+    let src = env.dir("src");
     fs::write(src.join("old.bak"), data(3 << 20, 21)).unwrap();
     env.backup_json(&[src.to_str().unwrap()]);
     let first_packs = walkdir(&env.repo().join("data"));

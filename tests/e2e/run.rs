@@ -108,10 +108,8 @@ fn a_lync_night_is_one_snapshot_and_diff_shows_the_changed_element() {
     ]) else {
         return;
     };
-    let env = Env::new();
-    env.init();
-    let sql = env.path("backups/sql");
-    fs::create_dir_all(&sql).unwrap();
+    let env = Env::ready();
+    let sql = env.dir("backups/sql");
     for (i, bak) in baks.iter().enumerate() {
         fs::copy(bak, sql.join(format!("db{i}_full.bak"))).unwrap();
     }
@@ -493,10 +491,8 @@ name = "filestore"
 
 #[test]
 fn a_file_written_while_it_is_read_is_reported() {
-    let env = Env::new();
-    env.init();
-    let store = env.path("share");
-    fs::create_dir_all(&store).unwrap();
+    let env = Env::ready();
+    let store = env.dir("share");
     let busy = store.join("MeetingContent.pptx");
     fs::write(&busy, data(64 << 20, 5)).unwrap();
     let plan = plan(&env, "[[source]]\npath = \"share\"\n");
@@ -529,10 +525,8 @@ fn a_file_written_while_it_is_read_is_reported() {
 
 #[test]
 fn plain_xml_exports_diff_line_by_line() {
-    let env = Env::new();
-    env.init();
-    let exports = env.path("exports");
-    fs::create_dir_all(&exports).unwrap();
+    let env = Env::ready();
+    let exports = env.dir("exports");
     let xml = exports.join("lcscmd-global.xml");
     let write = |level: &str| {
         let mut text = String::from("<?xml version=\"1.0\"?><Settings>");
