@@ -11,13 +11,10 @@
 # dropped before each step when the script may (root). Peak RSS is from /usr/bin/time.
 # restic and borg are installed from Debian's packages when missing (as root).
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 scale=${1:-1}; nights=${2:-5}
-work=${CAIRN_BENCH_DIR:-/tmp/cairn-bench}
 data="$work/nightly-s$scale"
-mkdir -p "$work"
-gen=$(cd "$here/../shared/workload" && pwd)/gen_workload.py
-python3 "$gen" --out "$data" --scale "$scale" --nights "$nights" >/dev/null
+workload "$data" "$scale" "$nights"
 
 missing=()
 for t in restic borg; do command -v "$t" >/dev/null || missing+=("$t"); done
@@ -33,8 +30,7 @@ for t in restic borg rustic; do command -v "$t" >/dev/null && default_tools+=" $
 command -v rustic >/dev/null && default_tools+=" rustic64k"
 read -r -a tools <<<"${CAIRN_BENCH_TOOLS:-$default_tools}"
 
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-cairn="$here/target/release/cairn"
+build_cairn
 export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench RUSTIC_PASSWORD=bench
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export BORG_BASE_DIR="$work/borg-home"

@@ -4,14 +4,11 @@
 # and the catalog's size. Peak RSS must stay flat: look-ups go to SQLite, not to memory.
 #   benches/growth.sh [SCALE] [NIGHTS]      (defaults: 0.3 20)
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 scale=${1:-0.3}; nights=${2:-20}
-work=${CAIRN_BENCH_DIR:-/tmp/cairn-bench}
 data="$work/growth-s$scale"
-gen=$(cd "$here/../shared/workload" && pwd)/gen_workload.py
-python3 "$gen" --out "$data" --scale "$scale" --nights "$nights" >/dev/null
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-cairn="$here/target/release/cairn"
+workload "$data" "$scale" "$nights"
+build_cairn
 export CAIRN_PASSWORD=bench CAIRN_REPO="$work/growth-repo" CAIRN_CACHE_DIR="$work/growth-cache"
 rm -rf "$CAIRN_REPO" "$CAIRN_CACHE_DIR" "$work/growth-current"
 "$cairn" -q init

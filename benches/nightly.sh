@@ -6,15 +6,12 @@
 # the parent. Prints, per grouping and night: input bytes, bytes added, their ratio, time,
 # chunks in the catalog and its size.
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 scale=${1:-1}; nights=${2:-5}; shift 2 2>/dev/null || true
 groupings=("$@"); [ ${#groupings[@]} -gt 0 ] || groupings=(page extent)
-work=${CAIRN_BENCH_DIR:-/tmp/cairn-bench}
 data="$work/nightly-s$scale"
-gen=$(cd "$here/../shared/workload" && pwd)/gen_workload.py
-python3 "$gen" --out "$data" --scale "$scale" --nights "$nights" >/dev/null
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-cairn="$here/target/release/cairn"
+workload "$data" "$scale" "$nights"
+build_cairn
 export CAIRN_PASSWORD=bench
 
 for grouping in "${groupings[@]}"; do

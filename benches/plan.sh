@@ -5,14 +5,11 @@
 # changed since the night before.
 #   benches/plan.sh [SCALE] [NIGHTS]      (defaults: 1 3)
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 scale=${1:-1}; nights=${2:-3}
-work=${CAIRN_BENCH_DIR:-/tmp/cairn-bench}
 data="$work/nightly-s$scale"
-gen=$(cd "$here/../shared/workload" && pwd)/gen_workload.py
-python3 "$gen" --out "$data" --scale "$scale" --nights "$nights" >/dev/null
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-cairn="$here/target/release/cairn"
+workload "$data" "$scale" "$nights"
+build_cairn
 export CAIRN_PASSWORD=bench
 plan_repo="$work/plan-repo" sql_repo="$work/plan-sql-repo"
 rm -rf "$plan_repo" "$sql_repo" "$work/plan-cache" "$work/plan-sql-cache" "$work/plan-night"
