@@ -83,6 +83,17 @@ impl Env {
         cmd
     }
 
+    /// Runs `cairn ARGS…`, asserting success (showing its standard error otherwise).
+    pub fn ok(&self, args: &[&str]) -> std::process::Output {
+        let out = self.cairn(args).output().expect("runs");
+        assert!(
+            out.status.success(),
+            "cairn {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// Creates the encrypted repository, with a cheap key derivation to keep tests fast.
     pub fn init(&self) {
         self.cairn(&INIT).assert().success();

@@ -89,12 +89,7 @@ fn diff_lists_added_removed_and_changed_with_sql_metadata() {
 fn stats_show_totals_and_what_each_night_added_per_source() {
     let env = Env::new();
     let sql = two_nights(&env);
-    let out = env.cairn(&["stats", "--json"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = env.ok(&["stats", "--json"]);
     let s = last_json_line(&out.stdout);
     for key in ["snapshots", "raw_bytes", "stored_bytes", "chunks", "packs"] {
         assert!(s[key].as_u64().is_some(), "stats lack {key}: {s}");
