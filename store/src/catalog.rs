@@ -252,36 +252,38 @@ impl Catalog {
         tx.commit().map_err(e)
     }
 
-    /// For each ID, whether the catalog knows a copy of it. One read transaction for the batch.
-    pub fn contains_many(&mut self, ids: &[BlobId]) -> Result<Vec<bool>> {
-        let path = self.path.clone();
-        let e = |source| self_err(&path, source);
-        let tx = self.conn.transaction().map_err(e)?;
-        let mut out = Vec::with_capacity(ids.len());
-        {
-            let mut stmt = tx
-                .prepare_cached("SELECT 1 FROM blobs WHERE blob_id = ?1 LIMIT 1")
-                .map_err(e)?;
-            for id in ids {
-                out.push(stmt.exists([&id.0]).map_err(e)?);
+    /// Runs `f` in one transaction, committed when it succeeds and rolled back otherwise: one
+    /// lock of the database for a batch of statements instead of one per statement.
+    fn in_transaction<T>(&mut self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN").map_err(|e| self.err(e))?;
+        match f(self) {
+            Ok(value) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+                Ok(value)
+            }
+            Err(error) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(error)
             }
         }
-        tx.commit().map_err(e)?;
-        Ok(out)
     }
 
-    /// [`Catalog::locate`] for many IDs in one read transaction: one lock of the database
-    /// for the batch instead of one per look-up.
+    /// For each ID, whether the catalog knows a copy of it. One read transaction for the batch.
+    pub fn contains_many(&mut self, ids: &[BlobId]) -> Result<Vec<bool>> {
+        self.in_transaction(|c| {
+            let mut stmt = c
+                .conn
+                .prepare_cached("SELECT 1 FROM blobs WHERE blob_id = ?1 LIMIT 1")
+                .map_err(|e| c.err(e))?;
+            ids.iter()
+                .map(|id| stmt.exists([&id.0]).map_err(|e| c.err(e)))
+                .collect()
+        })
+    }
+
+    /// [`Catalog::locate`] for many IDs in one read transaction.
     pub fn locate_many(&mut self, ids: &[BlobId]) -> Result<Vec<Option<BlobLocation>>> {
-        let path = self.path.clone();
-        self.conn
-            .execute_batch("BEGIN")
-            .map_err(|e| self_err(&path, e))?;
-        let out = ids.iter().map(|id| self.locate(id)).collect();
-        self.conn
-            .execute_batch("COMMIT")
-            .map_err(|e| self_err(&path, e))?;
-        out
+        self.in_transaction(|c| ids.iter().map(|id| c.locate(id)).collect())
     }
 
     pub fn locate(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
@@ -425,30 +427,28 @@ impl Catalog {
     /// Marks blobs live; for each, whether it was newly marked. A blob the index does not know
     /// is an error (prune must not guess). The copy in the lowest-numbered pack is the one kept.
     pub fn live_insert(&mut self, ids: &[BlobId]) -> Result<Vec<bool>> {
-        let path = self.path.clone();
-        let e = |source| self_err(&path, source);
-        let tx = self.conn.transaction().map_err(e)?;
-        let mut out = Vec::with_capacity(ids.len());
-        {
-            let mut insert = tx
+        self.in_transaction(|c| {
+            let mut insert = c
+                .conn
                 .prepare_cached(
                     "INSERT OR IGNORE INTO live (blob_id, pack)
                      SELECT blob_id, min(pack) FROM blobs WHERE blob_id = ?1 GROUP BY blob_id",
                 )
-                .map_err(e)?;
-            let mut known = tx
+                .map_err(|e| c.err(e))?;
+            let mut known = c
+                .conn
                 .prepare_cached("SELECT 1 FROM live WHERE blob_id = ?1")
-                .map_err(e)?;
-            for id in ids {
-                let added = insert.execute([&id.0]).map_err(e)? > 0;
-                if !added && !known.exists([&id.0]).map_err(e)? {
-                    return Err(StoreError::BlobNotFound(id.to_string()));
-                }
-                out.push(added);
-            }
-        }
-        tx.commit().map_err(e)?;
-        Ok(out)
+                .map_err(|e| c.err(e))?;
+            ids.iter()
+                .map(|id| {
+                    let added = insert.execute([&id.0]).map_err(|e| c.err(e))? > 0;
+                    if !added && !known.exists([&id.0]).map_err(|e| c.err(e))? {
+                        return Err(StoreError::BlobNotFound(id.to_string()));
+                    }
+                    Ok(added)
+                })
+                .collect()
+        })
     }
 
     /// How much of each indexed pack is live.
