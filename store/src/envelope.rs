@@ -10,8 +10,8 @@
 //! A repository uses one scheme for every object (its `config` says which); the other is
 //! refused, so an attacker cannot downgrade an object to the unencrypted form.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -39,28 +39,46 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-fn zstd_compress(plaintext: &[u8], level: i32) -> Option<Vec<u8>> {
+/// Compresses `plaintext` at `level` into `out` (replacing what it held); false when zstd
+/// fails.
+fn zstd_compress_into(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
     COMPRESSORS.with(|cell| {
         let mut list = cell.borrow_mut();
         let at = match list.iter().position(|(l, _)| *l == level) {
             Some(at) => at,
-            None => {
-                list.push((level, zstd::bulk::Compressor::new(level).ok()?));
-                list.len() - 1
-            }
+            None => match zstd::bulk::Compressor::new(level) {
+                Ok(c) => {
+                    list.push((level, c));
+                    list.len() - 1
+                }
+                Err(_) => return false,
+            },
         };
-        list[at].1.compress(plaintext).ok()
+        out.clear();
+        out.reserve(zstd::zstd_safe::compress_bound(plaintext.len()));
+        list[at].1.compress_to_buffer(plaintext, out).is_ok()
     })
 }
 
-fn zstd_decompress(body: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+/// Decompresses `body` into `out` (replacing what it held), which must come to `raw_len`.
+fn zstd_decompress_into(body: &[u8], raw_len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Some(zstd::bulk::Decompressor::new()?);
         }
-        slot.as_mut().expect("just set").decompress(body, raw_len)
+        out.clear();
+        out.reserve(raw_len);
+        slot.as_mut()
+            .expect("just set")
+            .decompress_to_buffer(body, out)
+            .map(drop)
     })
+}
+
+thread_local! {
+    /// The compressed bytes of the object being sealed, kept between objects.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 /// Upper bound on one object's plaintext (1 GiB): refuses absurd sizes before allocating.
 const MAX_PLAINTEXT: u64 = 1 << 30;
@@ -136,58 +154,83 @@ impl MasterKey {
     }
 
     /// Wraps `plaintext`, compressing it at zstd `level` (if any) when that makes it smaller.
-    /// The level is not recorded: any level reads back the same.
+    /// The level is not recorded: any level reads back the same. The payload is written once
+    /// into the envelope and encrypted where it lies.
     pub fn seal_level(&self, plaintext: &[u8], level: Option<i32>) -> Vec<u8> {
-        let compressed = level
-            .and_then(|l| zstd_compress(plaintext, l))
-            .filter(|c| c.len() + 8 < plaintext.len());
-        let mut payload = Vec::with_capacity(
-            1 + 8 + compressed.as_ref().map_or(plaintext.len(), Vec::len) + MAC_LEN,
-        );
-        match compressed {
-            Some(c) => {
-                payload.push(COMPRESSION_ZSTD);
-                payload.extend_from_slice(&(plaintext.len() as u64).to_le_bytes());
-                payload.extend_from_slice(&c);
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let compressed = level.is_some_and(|l| zstd_compress_into(plaintext, l, &mut scratch))
+                && scratch.len() + 8 < plaintext.len();
+            let body: &[u8] = if compressed { &scratch } else { plaintext };
+            let head = if self.encrypted { 1 + NONCE_LEN } else { 1 };
+            let tail = if self.encrypted { TAG_LEN } else { MAC_LEN };
+            let mut out = Vec::with_capacity(head + 1 + 8 + body.len() + tail);
+            if self.encrypted {
+                out.push(SCHEME_XCHACHA);
+                out.extend_from_slice(&random_bytes::<NONCE_LEN>());
+            } else {
+                out.push(SCHEME_MAC);
             }
-            None => {
-                payload.push(COMPRESSION_NONE);
-                payload.extend_from_slice(plaintext);
+            if compressed {
+                out.push(COMPRESSION_ZSTD);
+                out.extend_from_slice(&(plaintext.len() as u64).to_le_bytes());
+            } else {
+                out.push(COMPRESSION_NONE);
             }
-        }
-        if self.encrypted {
-            let nonce: [u8; NONCE_LEN] = random_bytes();
-            let sealed = self
-                .cipher()
-                .encrypt(
-                    XNonce::from_slice(&nonce),
-                    Payload {
-                        msg: &payload,
-                        aad: &[SCHEME_XCHACHA],
-                    },
-                )
-                .expect("XChaCha20-Poly1305 encrypts any length we produce");
-            let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-            out.push(SCHEME_XCHACHA);
-            out.extend_from_slice(&nonce);
-            out.extend_from_slice(&sealed);
+            out.extend_from_slice(body);
+            if self.encrypted {
+                let (nonce, payload) = out[1..].split_at_mut(NONCE_LEN);
+                let tag = self
+                    .cipher()
+                    .encrypt_in_place_detached(
+                        XNonce::from_slice(nonce),
+                        &[SCHEME_XCHACHA],
+                        payload,
+                    )
+                    .expect("XChaCha20-Poly1305 encrypts any length we produce");
+                out.extend_from_slice(&tag);
+            } else {
+                let mac = blake3::keyed_hash(&self.mac_key, &out);
+                out.extend_from_slice(mac.as_bytes());
+            }
             out
-        } else {
-            let mut out = Vec::with_capacity(1 + payload.len() + MAC_LEN);
-            out.push(SCHEME_MAC);
-            out.extend_from_slice(&payload);
-            let mac = blake3::keyed_hash(&self.mac_key, &out);
-            out.extend_from_slice(mac.as_bytes());
-            out
-        }
+        })
     }
 
     /// Authenticates (and decrypts) an envelope. `object` names it in errors
     /// (`pack 3fa2… blob 81c0…`).
     pub fn open(&self, envelope: &[u8], object: &dyn Fn() -> String) -> Result<Vec<u8>> {
+        let mut plain = Vec::new();
+        if self.encrypted {
+            self.open_into(&mut envelope.to_vec(), &mut plain, object)?;
+        } else {
+            let payload = self.authenticate(envelope, object)?;
+            decompress_into(payload, &mut plain, object)?;
+        }
+        Ok(plain)
+    }
+
+    /// As [`MasterKey::open`], decrypting in place (the envelope's bytes are overwritten) into
+    /// `plain`, a buffer the caller reuses.
+    pub fn open_into(
+        &self,
+        envelope: &mut [u8],
+        plain: &mut Vec<u8>,
+        object: &dyn Fn() -> String,
+    ) -> Result<()> {
+        let payload = if self.encrypted {
+            self.decrypt_in_place(envelope, object)?
+        } else {
+            self.authenticate(envelope, object)?
+        };
+        decompress_into(payload, plain, object)
+    }
+
+    /// Checks the scheme byte against the repository's.
+    fn check_scheme(&self, envelope: &[u8], object: &dyn Fn() -> String) -> Result<()> {
         let corrupt = |reason: String| StoreError::corrupt(object(), reason);
-        let (&scheme, rest) = envelope
-            .split_first()
+        let &scheme = envelope
+            .first()
             .ok_or_else(|| corrupt("empty object".into()))?;
         let expected = if self.encrypted {
             SCHEME_XCHACHA
@@ -199,42 +242,66 @@ impl MasterKey {
                 "envelope scheme {scheme}, but this repository uses scheme {expected}"
             )));
         }
-        let payload = if self.encrypted {
-            if rest.len() < NONCE_LEN + TAG_LEN + 1 {
-                return Err(corrupt(format!("truncated to {} bytes", envelope.len())));
-            }
-            let (nonce, sealed) = rest.split_at(NONCE_LEN);
-            self.cipher()
-                .decrypt(
-                    XNonce::from_slice(nonce),
-                    Payload {
-                        msg: sealed,
-                        aad: &[SCHEME_XCHACHA],
-                    },
-                )
-                .map_err(|_| corrupt("authentication failed".into()))?
-        } else {
-            if rest.len() < 1 + MAC_LEN {
-                return Err(corrupt(format!("truncated to {} bytes", envelope.len())));
-            }
-            let (authenticated, mac) = envelope.split_at(envelope.len() - MAC_LEN);
-            let expected = blake3::keyed_hash(&self.mac_key, authenticated);
-            // blake3::Hash compares in constant time.
-            if expected != blake3::Hash::from_bytes(mac.try_into().expect("MAC_LEN bytes")) {
-                return Err(corrupt("authentication failed".into()));
-            }
-            authenticated[1..].to_vec()
-        };
-        decompress(&payload, &corrupt)
+        Ok(())
+    }
+
+    /// Scheme 1: verifies the tag and decrypts the payload where it lies.
+    fn decrypt_in_place<'a>(
+        &self,
+        envelope: &'a mut [u8],
+        object: &dyn Fn() -> String,
+    ) -> Result<&'a [u8]> {
+        self.check_scheme(envelope, object)?;
+        let corrupt = |reason: String| StoreError::corrupt(object(), reason);
+        if envelope.len() < 1 + NONCE_LEN + TAG_LEN + 1 {
+            return Err(corrupt(format!("truncated to {} bytes", envelope.len())));
+        }
+        let (nonce, rest) = envelope[1..].split_at_mut(NONCE_LEN);
+        let (payload, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        self.cipher()
+            .decrypt_in_place_detached(
+                XNonce::from_slice(nonce),
+                &[SCHEME_XCHACHA],
+                payload,
+                Tag::from_slice(tag),
+            )
+            .map_err(|_| corrupt("authentication failed".into()))?;
+        Ok(payload)
+    }
+
+    /// Scheme 0: verifies the keyed-BLAKE3 tag and returns the payload.
+    fn authenticate<'a>(
+        &self,
+        envelope: &'a [u8],
+        object: &dyn Fn() -> String,
+    ) -> Result<&'a [u8]> {
+        self.check_scheme(envelope, object)?;
+        let corrupt = |reason: String| StoreError::corrupt(object(), reason);
+        if envelope.len() < 1 + 1 + MAC_LEN {
+            return Err(corrupt(format!("truncated to {} bytes", envelope.len())));
+        }
+        let (authenticated, mac) = envelope.split_at(envelope.len() - MAC_LEN);
+        let expected = blake3::keyed_hash(&self.mac_key, authenticated);
+        // blake3::Hash compares in constant time.
+        if expected != blake3::Hash::from_bytes(mac.try_into().expect("MAC_LEN bytes")) {
+            return Err(corrupt("authentication failed".into()));
+        }
+        Ok(&authenticated[1..])
     }
 }
 
-fn decompress(payload: &[u8], corrupt: &dyn Fn(String) -> StoreError) -> Result<Vec<u8>> {
+/// Decodes an authenticated payload into `plain`.
+fn decompress_into(payload: &[u8], plain: &mut Vec<u8>, object: &dyn Fn() -> String) -> Result<()> {
+    let corrupt = |reason: String| StoreError::corrupt(object(), reason);
     let Some((&compression, body)) = payload.split_first() else {
         return Err(corrupt("empty payload".into()));
     };
     match compression {
-        COMPRESSION_NONE => Ok(body.to_vec()),
+        COMPRESSION_NONE => {
+            plain.clear();
+            plain.extend_from_slice(body);
+            Ok(())
+        }
         COMPRESSION_ZSTD => {
             let raw_len = body
                 .get(..8)
@@ -243,15 +310,15 @@ fn decompress(payload: &[u8], corrupt: &dyn Fn(String) -> StoreError) -> Result<
             if raw_len > MAX_PLAINTEXT {
                 return Err(corrupt(format!("plaintext length {raw_len} is too large")));
             }
-            let out = zstd_decompress(&body[8..], raw_len as usize)
+            zstd_decompress_into(&body[8..], raw_len as usize, plain)
                 .map_err(|e| corrupt(format!("zstd: {e}")))?;
-            if out.len() as u64 != raw_len {
+            if plain.len() as u64 != raw_len {
                 return Err(corrupt(format!(
                     "decompressed to {} bytes, expected {raw_len}",
-                    out.len()
+                    plain.len()
                 )));
             }
-            Ok(out)
+            Ok(())
         }
         other => Err(corrupt(format!("unknown compression {other}"))),
     }

@@ -916,9 +916,23 @@ impl Repository {
         entry: &crate::pack::PackEntry,
         envelope: &[u8],
     ) -> Result<Vec<u8>> {
+        let mut plain = Vec::new();
+        self.open_blob_into(pack, entry, &mut envelope.to_vec(), &mut plain)?;
+        Ok(plain)
+    }
+
+    /// As [`Repository::open_blob_bytes`], decrypting in place (the envelope's bytes are
+    /// overwritten) into `plain`, a buffer the caller reuses.
+    pub fn open_blob_into(
+        &self,
+        pack: &PackId,
+        entry: &crate::pack::PackEntry,
+        envelope: &mut [u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<()> {
         let object = || format!("pack {pack} blob {}", entry.id);
-        let plain = self.key.open(envelope, &object)?;
-        if self.key.blob_id(&plain) != entry.id {
+        self.key.open_into(envelope, plain, &object)?;
+        if self.key.blob_id(plain) != entry.id {
             return Err(StoreError::corrupt(
                 object(),
                 "content does not match its ID",
@@ -927,7 +941,7 @@ impl Repository {
         if plain.len() as u64 != entry.raw_len {
             return Err(StoreError::corrupt(object(), "size differs from the index"));
         }
-        Ok(plain)
+        Ok(())
     }
 
     /// Lists the packs under `data/`.

@@ -14,7 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -312,22 +312,29 @@ impl Restorer<'_> {
                 requests.push(run);
             }
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(WORKERS)
-            .build()
-            .map_err(|e| StoreError::Io {
-                context: "starting restore workers".into(),
-                error: std::io::Error::other(e),
-            })?;
-        let errors: Vec<StoreError> = pool.install(|| {
-            requests
-                .par_iter()
-                .map_init(Writer::default, |writer, run| {
-                    let result = self.write_run(files, &targets, run, writer);
-                    // Each run ends with its bytes on their way to the files.
-                    result.and(writer.flush(files, self.progress))
+        // Each worker keeps its buffers (the pack range read, the chunk opened, the bytes
+        // gathered) and open files from one run to the next.
+        let next = AtomicUsize::new(0);
+        let errors: Vec<StoreError> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..WORKERS.min(requests.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut writer = Writer::default();
+                        let mut errors = Vec::new();
+                        while let Some(run) = requests.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            let result = self.write_run(files, &targets, run, &mut writer);
+                            // Each run ends with its bytes on their way to the files.
+                            if let Err(e) = result.and(writer.flush(files, self.progress)) {
+                                errors.push(e);
+                            }
+                        }
+                        errors
+                    })
                 })
-                .filter_map(Result::err)
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         });
         match first_error.or_else(|| errors.into_iter().next()) {
@@ -352,28 +359,53 @@ impl Restorer<'_> {
         let start = run[0].0.offset;
         let last = &run[run.len() - 1].0;
         let pack = run[0].0.pack;
-        let bytes = match self
+        let mut bytes = std::mem::take(&mut writer.read);
+        let mut data = std::mem::take(&mut writer.plain);
+        let len = last.offset + last.length - start;
+        let result = match self
             .repo
-            .read_pack_range(&pack, start, last.offset + last.length - start)
+            .read_pack_range_into(&pack, start, len, &mut bytes)
         {
-            Ok(b) => b,
+            Ok(()) => self.write_chunks_of(files, targets, run, &mut bytes, &mut data, writer),
             Err(e) => {
                 run.iter().for_each(|b| fail(&b.2));
-                return Err(e);
+                Err(e)
             }
         };
+        writer.read = bytes;
+        writer.plain = data;
+        result
+    }
+
+    /// Opens each chunk of a run from the bytes read and writes it wherever it belongs.
+    fn write_chunks_of(
+        &self,
+        files: &[Pending],
+        targets: &[Target],
+        run: &[(BlobLocation, BlobId, std::ops::Range<usize>)],
+        bytes: &mut [u8],
+        data: &mut Vec<u8>,
+        writer: &mut Writer,
+    ) -> Result<()> {
+        let fail = |range: &std::ops::Range<usize>| {
+            for t in &targets[range.clone()] {
+                files[t.file].failed.store(true, Ordering::Relaxed);
+            }
+        };
+        let start = run[0].0.offset;
+        let pack = run[0].0.pack;
         let mut first_error = None;
         for (loc, id, range) in run {
             let at = (loc.offset - start) as usize;
-            let envelope = &bytes[at..at + loc.length as usize];
-            let data = match self.repo.open_blob_bytes(&pack, &loc.entry(*id), envelope) {
-                Ok(d) => d,
-                Err(e) => {
-                    fail(range);
-                    first_error.get_or_insert(e);
-                    continue;
-                }
-            };
+            let envelope = &mut bytes[at..at + loc.length as usize];
+            if let Err(e) = self
+                .repo
+                .open_blob_into(&pack, &loc.entry(*id), envelope, data)
+            {
+                fail(range);
+                first_error.get_or_insert(e);
+                continue;
+            }
             let zero = data.iter().all(|&b| b == 0);
             for t in &targets[range.clone()] {
                 let file = &files[t.file];
@@ -393,7 +425,7 @@ impl Restorer<'_> {
                     self.progress.bytes(t.size);
                     Ok(())
                 } else {
-                    writer.write(files, t.file, t.offset, &data, self.progress)
+                    writer.write(files, t.file, t.offset, data, self.progress)
                 };
                 if let Err(e) = written {
                     first_error.get_or_insert(e);
@@ -469,6 +501,10 @@ struct Writer {
     gathered: Option<(usize, u64, Vec<u8>)>,
     /// The buffer of the last write, kept for the next.
     spare: Vec<u8>,
+    /// The pack range being read, kept for the next run.
+    read: Vec<u8>,
+    /// The chunk being opened, kept for the next.
+    plain: Vec<u8>,
     open: Vec<(usize, File)>,
 }
 
