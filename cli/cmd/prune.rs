@@ -39,13 +39,14 @@ pub fn prune(global: &Global, repo: &Repository, max_unused: f64, dry_run: bool)
         output::json(&json!({"type": "prune_plan", "plan": plan, "dry_run": dry_run}))?;
     } else if !global.quiet {
         output::line(&format!(
-            "repository {}, of which {} live; delete {} packs, repack {} ({} to copy), remove {} unindexed; frees {}",
+            "repository {}, of which {} live; delete {} packs, repack {} ({} to copy), remove {} unindexed and {} left by interrupted writes; frees {}",
             output::bytes(plan.total_bytes),
             output::bytes(plan.live_bytes),
             plan.delete.len(),
             plan.repack.len(),
             output::bytes(plan.bytes_repacked),
             plan.unindexed.len(),
+            plan.leftovers.len(),
             output::bytes(plan.bytes_freed)
         ))?;
     }

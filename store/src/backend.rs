@@ -5,6 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{IoContext, Result};
 
@@ -14,9 +15,19 @@ use crate::error::{IoContext, Result};
 /// - `write` makes the file appear whole or not at all, and durable before it returns;
 /// - `list` never returns files still being written;
 /// - files are never modified after `write`; they are only removed.
-pub trait Backend: Send + Sync {
+pub trait Backend: Send + Sync + 'static {
     /// Creates `path` with `data`, atomically and durably.
     fn write(&self, path: &str, data: &[u8]) -> Result<()>;
+    /// Starts a file that is written piece by piece and named when it is complete (a pack is
+    /// named by the hash of its bytes). [`NewFile::commit`] gives it the guarantees of
+    /// [`Backend::write`]; dropped uncommitted, it leaves nothing. By default the pieces are
+    /// gathered in memory and written with [`Backend::write`].
+    fn create(self: Arc<Self>) -> Result<Box<dyn NewFile>> {
+        Ok(Box::new(Gathered {
+            backend: self,
+            bytes: Vec::new(),
+        }))
+    }
     /// Reads a whole file.
     fn read(&self, path: &str) -> Result<Vec<u8>>;
     /// Reads `len` bytes at `offset`; a short file is an error.
@@ -34,10 +45,88 @@ pub trait Backend: Send + Sync {
     fn list(&self, dir: &str) -> Result<Vec<String>>;
     /// Removes a file; removing a missing file is not an error.
     fn remove(&self, path: &str) -> Result<()>;
+    /// Temporary files in `dir` (paths, with their sizes) left by writes that never finished
+    /// and last modified longer than `age` ago. Only maintenance holding the exclusive lock
+    /// removes them. Backends whose writes leave nothing behind list none.
+    fn leftovers(&self, dir: &str, age: std::time::Duration) -> Result<Vec<(String, u64)>> {
+        let _ = (dir, age);
+        Ok(Vec::new())
+    }
 }
 
 /// Suffix of files being written; never listed, and removed by maintenance when left over.
 pub const TEMP_MARKER: &str = ".tmp-";
+
+/// A file being written by [`Backend::create`].
+pub trait NewFile: Send {
+    /// Appends bytes.
+    fn append(&mut self, data: &[u8]) -> Result<()>;
+    /// Makes the file durable under `path`, atomically, as [`Backend::write`] does.
+    fn commit(self: Box<Self>, path: &str) -> Result<()>;
+}
+
+/// [`Backend::create`]'s default: the bytes in memory until they are written whole.
+struct Gathered<B: Backend + ?Sized> {
+    backend: Arc<B>,
+    bytes: Vec<u8>,
+}
+
+impl<B: Backend + ?Sized> NewFile for Gathered<B> {
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        self.bytes.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>, path: &str) -> Result<()> {
+        self.backend.write(path, &self.bytes)
+    }
+}
+
+/// A file of a [`LocalBackend`] being written: a temporary file in the repository's `data/`
+/// directory, written through a 1 MiB buffer, renamed into place by `commit`.
+struct LocalNewFile {
+    root: PathBuf,
+    tmp: PathBuf,
+    file: Option<io::BufWriter<File>>,
+}
+
+impl NewFile for LocalNewFile {
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        let tmp = &self.tmp;
+        self.file
+            .as_mut()
+            .expect("present until committed")
+            .write_all(data)
+            .ctx(|| format!("writing {}", tmp.display()))
+    }
+
+    fn commit(mut self: Box<Self>, path: &str) -> Result<()> {
+        let tmp = self.tmp.clone();
+        let file = self.file.take().expect("present until committed");
+        let file = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .ctx(|| format!("writing {}", tmp.display()))?;
+        file.sync_all()
+            .ctx(|| format!("syncing {}", tmp.display()))?;
+        drop(file);
+        let dest = self.root.join(path);
+        retry_busy(|| fs::rename(&tmp, &dest))
+            .ctx(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+        // Renamed: nothing for drop to remove.
+        self.tmp = PathBuf::new();
+        sync_dir(dest.parent().expect("repository files live in a directory"))
+    }
+}
+
+impl Drop for LocalNewFile {
+    fn drop(&mut self) {
+        drop(self.file.take());
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
 
 /// A repository in a local directory or on a mounted network share.
 pub struct LocalBackend {
@@ -134,6 +223,20 @@ impl Backend for LocalBackend {
         write_atomic(&self.full(path), data)
     }
 
+    fn create(self: Arc<Self>) -> Result<Box<dyn NewFile>> {
+        let tmp = self.full(&format!("data/new{TEMP_MARKER}{}", random_hex(8)));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .ctx(|| format!("creating {}", tmp.display()))?;
+        Ok(Box::new(LocalNewFile {
+            root: self.root.clone(),
+            tmp,
+            file: Some(io::BufWriter::with_capacity(1 << 20, file)),
+        }))
+    }
+
     fn read(&self, path: &str) -> Result<Vec<u8>> {
         let p = self.full(path);
         fs::read(&p).ctx(|| format!("reading {}", p.display()))
@@ -183,6 +286,33 @@ impl Backend for LocalBackend {
             }
         }
         Ok(names)
+    }
+
+    fn leftovers(&self, dir: &str, age: std::time::Duration) -> Result<Vec<(String, u64)>> {
+        let p = self.full(dir);
+        let entries = match fs::read_dir(&p) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).ctx(|| format!("listing {}", p.display())),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.ctx(|| format!("listing {}", p.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.contains(TEMP_MARKER) {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|elapsed| elapsed >= age);
+            if meta.is_file() && old {
+                out.push((format!("{dir}/{name}"), meta.len()));
+            }
+        }
+        Ok(out)
     }
 
     fn remove(&self, path: &str) -> Result<()> {

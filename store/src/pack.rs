@@ -7,7 +7,9 @@
 //! entry   = kind:u8 ‖ blob id:32 ‖ offset:u64 ‖ length:u64 ‖ raw_len:u64     (57 bytes)
 //! ```
 
-use crate::backend::Backend;
+use std::sync::Arc;
+
+use crate::backend::{Backend, NewFile};
 use crate::envelope::MasterKey;
 use crate::error::{Result, StoreError};
 use crate::id::{BlobId, PackId};
@@ -70,41 +72,81 @@ pub fn pack_path(id: &PackId) -> String {
     format!("data/{}/{}", &hex[..2], hex)
 }
 
-/// Accumulates sealed blobs into one pack in memory.
+/// Writes sealed blobs into one pack file as they come (the pack is never whole in memory),
+/// hashing it on the way to name it when it is finished.
+#[derive(Default)]
 pub struct PackWriter {
-    buf: Vec<u8>,
+    file: Option<Box<dyn NewFile>>,
+    hasher: blake3::Hasher,
+    len: u64,
     entries: Vec<PackEntry>,
 }
 
-impl Default for PackWriter {
-    fn default() -> Self {
-        Self::new()
+/// A pack whose bytes are all written, waiting for [`FinishedPack::commit`].
+pub struct FinishedPack {
+    pub id: PackId,
+    pub size: u64,
+    pub entries: Vec<PackEntry>,
+    file: Box<dyn NewFile>,
+}
+
+impl FinishedPack {
+    /// Makes the pack durable under its name; returns its ID, size and entries.
+    pub fn commit(self) -> Result<(PackId, u64, Vec<PackEntry>)> {
+        self.file.commit(&pack_path(&self.id))?;
+        Ok((self.id, self.size, self.entries))
     }
 }
 
 impl PackWriter {
     pub fn new() -> Self {
-        let mut buf = Vec::with_capacity(PACK_TARGET_SIZE + (1 << 20));
-        buf.extend_from_slice(PACK_MAGIC);
-        Self {
-            buf,
-            entries: Vec::new(),
-        }
+        Self::default()
     }
 
-    pub fn add(&mut self, kind: BlobKind, id: BlobId, raw_len: u64, envelope: &[u8]) {
+    fn append(&mut self, backend: &Arc<dyn Backend>, bytes: &[u8]) -> Result<()> {
+        if self.file.is_none() {
+            let mut file = backend.clone().create()?;
+            file.append(PACK_MAGIC)?;
+            self.hasher.update(PACK_MAGIC);
+            self.len = PACK_MAGIC.len() as u64;
+            self.file = Some(file);
+        }
+        self.file.as_mut().expect("just created").append(bytes)?;
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Appends a blob's envelope; the pack file is created with the first.
+    pub fn add(
+        &mut self,
+        backend: &Arc<dyn Backend>,
+        kind: BlobKind,
+        id: BlobId,
+        raw_len: u64,
+        envelope: &[u8],
+    ) -> Result<()> {
+        if self.file.is_none() {
+            // Creates the file and writes the magic: the first blob's offset follows it.
+            self.append(backend, &[])?;
+        }
         self.entries.push(PackEntry {
             kind,
             id,
-            offset: self.buf.len() as u64,
+            offset: self.len,
             length: envelope.len() as u64,
             raw_len,
         });
-        self.buf.extend_from_slice(envelope);
+        self.append(backend, envelope)
     }
 
-    pub fn len(&self) -> usize {
-        self.buf.len()
+    /// The blobs added so far.
+    pub fn entries(&self) -> &[PackEntry] {
+        &self.entries
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -112,18 +154,23 @@ impl PackWriter {
     }
 
     pub fn is_full(&self) -> bool {
-        self.buf.len() >= PACK_TARGET_SIZE
+        self.len >= PACK_TARGET_SIZE as u64
     }
 
-    /// Appends the trailer and returns the pack's ID, bytes and entries.
-    pub fn finish(mut self, key: &MasterKey) -> (PackId, Vec<u8>, Vec<PackEntry>) {
+    /// Appends the trailer; the pack is then named by the hash of all its bytes.
+    pub fn finish(mut self, backend: &Arc<dyn Backend>, key: &MasterKey) -> Result<FinishedPack> {
         let trailer = key.seal(&encode_entries(&self.entries), true);
-        self.buf.extend_from_slice(&trailer);
-        self.buf
-            .extend_from_slice(&(trailer.len() as u32).to_le_bytes());
-        self.buf.extend_from_slice(FOOTER_MAGIC);
-        let id = PackId(*blake3::hash(&self.buf).as_bytes());
-        (id, self.buf, self.entries)
+        let mut tail = trailer;
+        let trailer_len = tail.len() as u32;
+        tail.extend_from_slice(&trailer_len.to_le_bytes());
+        tail.extend_from_slice(FOOTER_MAGIC);
+        self.append(backend, &tail)?;
+        Ok(FinishedPack {
+            id: PackId(*self.hasher.finalize().as_bytes()),
+            size: self.len,
+            entries: self.entries,
+            file: self.file.expect("created by the first append"),
+        })
     }
 }
 
@@ -290,19 +337,29 @@ mod tests {
         key: &MasterKey,
         blobs: &[Vec<u8>],
     ) -> (PackId, Vec<PackEntry>) {
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir));
         let mut w = PackWriter::new();
         for b in blobs {
             w.add(
+                &backend,
                 BlobKind::Data,
                 key.blob_id(b),
                 b.len() as u64,
                 &key.seal(b, true),
-            );
+            )
+            .unwrap();
         }
-        let (id, bytes, entries) = w.finish(key);
-        let path = dir.join(pack_path(&id));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
+        let pack = w.finish(&backend, key).unwrap();
+        std::fs::create_dir_all(dir.join(pack_path(&pack.id)).parent().unwrap()).unwrap();
+        let (id, _, entries) = pack.commit().unwrap();
+        let bytes = std::fs::read(dir.join(pack_path(&id))).unwrap();
+        assert_eq!(id.0, *blake3::hash(&bytes).as_bytes(), "named by its hash");
+        assert_eq!(
+            std::fs::read_dir(dir.join("data")).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
         (id, entries)
     }
 

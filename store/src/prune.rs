@@ -31,6 +31,9 @@ pub struct PrunePlan {
     pub repack: Vec<PackId>,
     /// Packs no index lists.
     pub unindexed: Vec<PackId>,
+    /// Temporary files left by writes that never finished (a backup killed while it wrote a
+    /// pack), older than [`LEFTOVER_AGE`].
+    pub leftovers: Vec<String>,
     pub total_bytes: u64,
     pub live_bytes: u64,
     /// Bytes freed once done (deleted packs, repacked packs minus what their live blobs take).
@@ -44,7 +47,12 @@ pub struct PruneStats {
     pub packs_repacked: u64,
     pub blobs_repacked: u64,
     pub index_segments_replaced: u64,
+    pub leftovers_removed: u64,
 }
+
+/// How old a temporary file must be for prune to remove it. Prune holds the exclusive lock, so
+/// no backup is writing; the margin is for a writer that lost its lock and still runs.
+pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Marks everything the snapshots reach and decides what to delete and repack.
 /// `max_unused`: the percentage of the repository that may stay unused.
@@ -93,6 +101,13 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
     for p in &plan.unindexed {
         plan.bytes_freed += repo.backend().size(&pack_path(p)).unwrap_or(0);
     }
+    for dir in crate::repository::object_dirs() {
+        for (path, size) in repo.backend().leftovers(&dir, LEFTOVER_AGE)? {
+            plan.leftovers.push(path);
+            plan.bytes_freed += size;
+        }
+    }
+    plan.leftovers.sort();
     Ok(plan)
 }
 
@@ -174,6 +189,10 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneStats> {
     {
         repo.remove_pack(pack)?;
         stats.packs_deleted += 1;
+    }
+    for path in &plan.leftovers {
+        repo.backend().remove(path)?;
+        stats.leftovers_removed += 1;
     }
     Ok(stats)
 }

@@ -18,7 +18,7 @@ use crate::id::{BlobId, IdPrefix, IndexId, PackId, SnapshotId, TreeId};
 use crate::index::{decode_segment, encode_segment, index_path, IndexedPack};
 use crate::keys::{KdfParams, KeyFile};
 use crate::lock::Lock;
-use crate::pack::{pack_path, read_trailer, BlobKind, PackWriter};
+use crate::pack::{pack_path, read_trailer, BlobKind, FinishedPack, PackWriter};
 use crate::snapshot::{snapshot_path, Snapshot};
 use crate::tree::{decode_list, Content, ContentEntry, Tree};
 
@@ -28,6 +28,15 @@ const PACKS_PER_SEGMENT: usize = 256;
 
 /// Directories of a repository, besides the 256 `data/xx` pack directories.
 const DIRS: [&str; 5] = ["data", "index", "keys", "locks", "snapshots"];
+
+/// Where objects are written: temporary files of interrupted writes are looked for here.
+/// (`locks/` and `keys/` are left alone: their writers do not wait for prune's lock.)
+pub(crate) fn object_dirs() -> impl Iterator<Item = String> {
+    ["data", "index", "snapshots"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..=255u8).map(|i| format!("data/{}", hex::encode([i]))))
+}
 
 /// What `save_blobs` did with one blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -545,21 +554,11 @@ impl Repository {
         let sealed: Vec<Option<Vec<u8>>> = parallel_map(&todo, |&(b, f)| {
             f.then(|| self.key.seal_level(b, Some(level)))
         });
-        let mut full = Vec::new();
-        {
-            let mut writer = self.writer.lock().expect("writer mutex");
-            for (i, s) in sealed.iter().enumerate() {
-                if let Some(envelope) = s {
-                    writer.add(kind, ids[i], blobs[i].len() as u64, envelope);
-                    if writer.is_full() {
-                        full.push(std::mem::take(&mut *writer));
-                    }
-                }
-            }
-        }
-        for w in full {
-            self.write_pack(w)?;
-        }
+        let added = sealed.iter().enumerate().filter_map(|(i, s)| {
+            s.as_ref()
+                .map(|envelope| (kind, ids[i], blobs[i].len() as u64, &envelope[..]))
+        });
+        self.add_to_packs(added)?;
         Ok(ids
             .iter()
             .zip(blobs)
@@ -572,23 +571,66 @@ impl Repository {
             .collect())
     }
 
-    fn write_pack(&self, writer: PackWriter) -> Result<()> {
-        let (id, bytes, entries) = writer.finish(&self.key);
-        if let Err(e) = self.write_counted(&pack_path(&id), &bytes) {
-            // These blobs are stored nowhere: a later offer must store them again.
-            let mut session = self.session.lock().expect("session mutex");
-            for e in &entries {
-                session.pending.remove(&e.id);
+    /// Appends sealed blobs to the open pack, and writes the packs that fill up (outside the
+    /// lock, so that other threads go on filling the next). When a write fails, the blobs of
+    /// the packs lost are forgotten as pending: a later offer stores them again.
+    fn add_to_packs<'a>(
+        &self,
+        blobs: impl Iterator<Item = (BlobKind, BlobId, u64, &'a [u8])>,
+    ) -> Result<()> {
+        let mut full = Vec::new();
+        let mut offered = Vec::new();
+        let failed = {
+            let mut writer = self.writer.lock().expect("writer mutex");
+            let mut failed = None;
+            for (kind, id, raw_len, envelope) in blobs {
+                offered.push(id);
+                if let Err(e) = writer.add(&self.backend, kind, id, raw_len, envelope) {
+                    full.push(std::mem::take(&mut *writer));
+                    failed = Some(e);
+                    break;
+                }
+                if writer.is_full() {
+                    full.push(std::mem::take(&mut *writer));
+                }
             }
+            failed
+        };
+        if let Some(e) = failed {
+            let lost = full.iter().flat_map(|w| w.entries().iter().map(|e| e.id));
+            self.forget_pending(offered.into_iter().chain(lost));
             return Err(e);
         }
+        for w in full {
+            self.write_pack(w)?;
+        }
+        Ok(())
+    }
+
+    /// Blobs that were to be stored but are not: a later offer must store them.
+    fn forget_pending(&self, ids: impl Iterator<Item = BlobId>) {
+        let mut session = self.session.lock().expect("session mutex");
+        for id in ids {
+            session.pending.remove(&id);
+        }
+    }
+
+    fn write_pack(&self, writer: PackWriter) -> Result<()> {
+        let ids: Vec<BlobId> = writer.entries().iter().map(|e| e.id).collect();
+        let written = writer
+            .finish(&self.backend, &self.key)
+            .and_then(FinishedPack::commit);
+        let (id, size, entries) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                self.forget_pending(ids.into_iter());
+                return Err(e);
+            }
+        };
+        self.added.fetch_add(size, Ordering::Relaxed);
         let ready = {
             let mut session = self.session.lock().expect("session mutex");
-            session.unindexed.push(IndexedPack {
-                id,
-                size: bytes.len() as u64,
-                entries,
-            });
+            session.unindexed.push(IndexedPack { id, size, entries });
             if session.unindexed.len() >= PACKS_PER_SEGMENT {
                 std::mem::take(&mut session.unindexed)
             } else {
@@ -813,20 +855,14 @@ impl Repository {
             .par_iter()
             .map(|(_, _, plain)| self.key.seal(plain, true))
             .collect();
-        let mut full = Vec::new();
-        {
-            let mut writer = self.writer.lock().expect("writer mutex");
-            for ((kind, id, plain), envelope) in blobs.iter().zip(&sealed) {
-                writer.add(*kind, *id, plain.len() as u64, envelope);
-                if writer.is_full() {
-                    full.push(std::mem::take(&mut *writer));
-                }
-            }
-        }
-        for w in full {
-            self.write_pack(w)?;
-        }
-        Ok(())
+        self.add_to_packs(
+            blobs
+                .iter()
+                .zip(&sealed)
+                .map(|((kind, id, plain), envelope)| {
+                    (*kind, *id, plain.len() as u64, &envelope[..])
+                }),
+        )
     }
 
     /// Replaces `index/` by segments listing every indexed pack but `drop`: the new segments

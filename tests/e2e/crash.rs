@@ -79,4 +79,35 @@ fn kill_9_at_random_moments_never_damages_earlier_snapshots() {
     for r in 0..=RUNS {
         assert!(fs::read(target.join(format!("src/run-{r}"))).unwrap() == data(6 << 20, r as u64));
     }
+
+    // Prune removes the temporary files killed backups left (a pack half written), once they
+    // are an hour old, and leaves younger ones (a writer may still be at work).
+    let temporary = || -> Vec<std::path::PathBuf> {
+        walkdir(&env.repo())
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains(".tmp-"))
+            .collect()
+    };
+    let young = env.repo().join("data/new.tmp-young");
+    let old = env.repo().join("data/new.tmp-old");
+    fs::write(&young, b"being written").unwrap();
+    fs::write(&old, b"left by a crash").unwrap();
+    let two_hours_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 7200;
+    let left = temporary();
+    for p in left.iter().filter(|p| **p != young) {
+        set_mtime(p, two_hours_ago, 0);
+    }
+    let out = env.ok(&["--json", "prune"]);
+    let stats = last_json_line(&out.stdout);
+    assert_eq!(
+        stats["stats"]["leftovers_removed"],
+        left.len() as u64 - 1,
+        "{left:?}"
+    );
+    assert_eq!(temporary(), vec![young]);
+    env.ok(&["check", "--read-data"]);
 }
