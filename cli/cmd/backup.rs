@@ -91,6 +91,32 @@ pub struct Job<'a> {
     pub lync_databases: Option<&'a [String]>,
 }
 
+impl Job<'_> {
+    /// Starts reading the job's large files while the repository opens (see
+    /// [`cairn_ingest::prefetch`]); drop the guard once it is open.
+    pub fn prefetch(&self) -> Result<cairn_ingest::Prefetch> {
+        let mut paths = Vec::new();
+        let mut excludes = self.excludes.to_vec();
+        for source in self.sources {
+            if let Source::Path {
+                path,
+                excludes: own,
+                ..
+            } = source
+            {
+                paths.push(path.clone());
+                // Leaving out more than one source excludes only means reading less ahead.
+                excludes.extend(own.iter().cloned());
+            }
+        }
+        Ok(cairn_ingest::prefetch(
+            paths,
+            &excludes,
+            self.skip_meeting_active,
+        )?)
+    }
+}
+
 /// A saved snapshot and how it went.
 pub struct Done {
     pub id: SnapshotId,
@@ -236,11 +262,6 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
         .host
         .clone()
         .unwrap_or_else(cairn_store::lock::hostname);
-    let repo = super::open(global)?;
-    let (_lock, notices) = repo
-        .lock_waiting(false, global.lock_wait())
-        .context("locking the repository")?;
-    super::report_notices(&notices);
     let job = Job {
         sources: &sources,
         excludes: &args.excludes,
@@ -251,6 +272,13 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
         tolerate_failed_commands: false,
         lync_databases: None,
     };
+    let prefetch = job.prefetch()?;
+    let repo = super::open(global)?;
+    let (_lock, notices) = repo
+        .lock_waiting(false, global.lock_wait())
+        .context("locking the repository")?;
+    drop(prefetch);
+    super::report_notices(&notices);
     let done = perform(global, &repo, &job)?;
     if global.json {
         output::json(&done.json())?;

@@ -134,7 +134,7 @@ pub(crate) struct Excludes {
 pub const MEETING_ACTIVE: &str = "Meeting.Active";
 
 impl Excludes {
-    fn new(patterns: &[String], meetings: bool) -> Result<Self> {
+    pub(crate) fn new(patterns: &[String], meetings: bool) -> Result<Self> {
         let mut by_path = GlobSetBuilder::new();
         let mut by_name = GlobSetBuilder::new();
         for p in patterns {

@@ -11,4 +11,5 @@ pub mod zip;
 
 pub use archiver::{ArchiveOutcome, Archiver, BackupStats, Source, MEETING_ACTIVE};
 pub use error::IngestError;
+pub use fs::{prefetch, Prefetch};
 pub use stream::{store_stream, Chunkers, StoredStream};
