@@ -163,10 +163,13 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// Sets a file's modification (and access) time. Both are set: a network share's FUSE client
+/// ignores a change of the modification time alone.
 pub fn set_mtime(path: &Path, secs: u64, nanos: u32) {
     let t = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
-    let f = fs::File::open(path).expect("open for set_modified");
-    f.set_modified(t).expect("set mtime");
+    let f = fs::File::open(path).expect("open for set_times");
+    f.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
+        .expect("set mtime");
 }
 
 pub fn chmod(path: &Path, mode: u32) {
