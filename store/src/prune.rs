@@ -51,7 +51,8 @@ pub struct PruneStats {
 }
 
 /// How old a temporary file must be for prune to remove it. Prune holds the exclusive lock, so
-/// no backup is writing; the margin is for a writer that lost its lock and still runs.
+/// no backup is writing; the margin is for writers that do not take that lock (a lock file or a
+/// key file is written and renamed within milliseconds) and for one that lost its lock.
 pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Marks everything the snapshots reach and decides what to delete and repack.
@@ -101,7 +102,7 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
     for p in &plan.unindexed {
         plan.bytes_freed += repo.backend().size(&pack_path(p)).unwrap_or(0);
     }
-    for dir in crate::repository::object_dirs() {
+    for dir in crate::repository::all_dirs() {
         for (path, size) in repo.backend().leftovers(&dir, LEFTOVER_AGE)? {
             plan.leftovers.push(path);
             plan.bytes_freed += size;

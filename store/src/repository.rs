@@ -29,11 +29,9 @@ const PACKS_PER_SEGMENT: usize = 256;
 /// Directories of a repository, besides the 256 `data/xx` pack directories.
 const DIRS: [&str; 5] = ["data", "index", "keys", "locks", "snapshots"];
 
-/// Where objects are written: temporary files of interrupted writes are looked for here.
-/// (`locks/` and `keys/` are left alone: their writers do not wait for prune's lock.)
-pub(crate) fn object_dirs() -> impl Iterator<Item = String> {
-    ["data", "index", "snapshots"]
-        .into_iter()
+/// Every directory of a repository: where temporary files of interrupted writes are looked for.
+pub(crate) fn all_dirs() -> impl Iterator<Item = String> {
+    DIRS.into_iter()
         .map(String::from)
         .chain((0..=255u8).map(|i| format!("data/{}", hex::encode([i]))))
 }
