@@ -252,7 +252,7 @@ impl Backend for LocalBackend {
         let p = self.full(path);
         let f = File::open(&p).ctx(|| format!("opening {}", p.display()))?;
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
-        buf.clear();
+        // Zeroed only where the buffer grows: a reused buffer is overwritten by the read.
         buf.resize(len.ctx(|| format!("reading {}", p.display()))?, 0);
         f.read_exact_at(buf, offset).ctx(|| {
             format!(
