@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use cairn_ingest::{Archiver, BackupStats, Source};
+use cairn_store::lock::Lock;
 use cairn_store::{Progress, Repository, Snapshot, SnapshotId, SnapshotSummary};
 use chrono::{DateTime, FixedOffset};
 use serde_json::json;
@@ -92,9 +93,22 @@ pub struct Job<'a> {
 }
 
 impl Job<'_> {
+    /// Opens the repository and takes the shared lock a backup holds, reading the job's large
+    /// files ahead meanwhile.
+    pub fn open(&self, global: &Global) -> Result<(Repository, Lock)> {
+        let prefetch = self.prefetch()?;
+        let repo = super::open(global)?;
+        let (lock, notices) = repo
+            .lock_waiting(false, global.lock_wait())
+            .context("locking the repository")?;
+        drop(prefetch);
+        super::report_notices(&notices);
+        Ok((repo, lock))
+    }
+
     /// Starts reading the job's large files while the repository opens (see
     /// [`cairn_ingest::prefetch`]); drop the guard once it is open.
-    pub fn prefetch(&self) -> Result<cairn_ingest::Prefetch> {
+    fn prefetch(&self) -> Result<cairn_ingest::Prefetch> {
         let mut paths = Vec::new();
         let mut excludes = self.excludes.to_vec();
         for source in self.sources {
@@ -272,13 +286,7 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
         tolerate_failed_commands: false,
         lync_databases: None,
     };
-    let prefetch = job.prefetch()?;
-    let repo = super::open(global)?;
-    let (_lock, notices) = repo
-        .lock_waiting(false, global.lock_wait())
-        .context("locking the repository")?;
-    drop(prefetch);
-    super::report_notices(&notices);
+    let (repo, _lock) = job.open(global)?;
     let done = perform(global, &repo, &job)?;
     if global.json {
         output::json(&done.json())?;

@@ -68,15 +68,8 @@ pub fn run(global: &Global, args: &Args) -> Result<u8> {
         tolerate_failed_commands: true,
         lync_databases: plan.lync.then_some(plan.not_deployed.as_slice()),
     };
-    let prefetch = job.prefetch()?;
-    let repo = super::open(global)?;
-
     // 1. The backup, under a shared lock.
-    let (lock, notices) = repo
-        .lock_waiting(false, global.lock_wait())
-        .context("locking the repository")?;
-    drop(prefetch);
-    super::report_notices(&notices);
+    let (repo, lock) = job.open(global)?;
     let done = backup::perform(global, &repo, &job)?;
     if !global.quiet && !global.json {
         done.print()?;

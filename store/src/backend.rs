@@ -145,6 +145,22 @@ impl LocalBackend {
     fn full(&self, path: &str) -> PathBuf {
         self.root.join(path)
     }
+
+    /// The entries of `dir` with their names; a missing directory has none.
+    fn entries(&self, dir: &str) -> Result<Vec<(String, fs::DirEntry)>> {
+        let p = self.full(dir);
+        let entries = match fs::read_dir(&p) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).ctx(|| format!("listing {}", p.display())),
+        };
+        entries
+            .map(|entry| {
+                let entry = entry.ctx(|| format!("listing {}", p.display()))?;
+                Ok((entry.file_name().to_string_lossy().into_owned(), entry))
+            })
+            .collect()
+    }
 }
 
 /// Fsyncs a directory so that a rename inside it is durable. Some filesystems refuse to fsync a
@@ -271,34 +287,16 @@ impl Backend for LocalBackend {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<String>> {
-        let p = self.full(dir);
-        let entries = match fs::read_dir(&p) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).ctx(|| format!("listing {}", p.display())),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.ctx(|| format!("listing {}", p.display()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.contains(TEMP_MARKER) {
-                names.push(name);
-            }
-        }
-        Ok(names)
+        Ok(self
+            .entries(dir)?
+            .into_iter()
+            .filter_map(|(name, _)| (!name.contains(TEMP_MARKER)).then_some(name))
+            .collect())
     }
 
     fn leftovers(&self, dir: &str, age: std::time::Duration) -> Result<Vec<(String, u64)>> {
-        let p = self.full(dir);
-        let entries = match fs::read_dir(&p) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).ctx(|| format!("listing {}", p.display())),
-        };
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.ctx(|| format!("listing {}", p.display()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for (name, entry) in self.entries(dir)? {
             if !name.contains(TEMP_MARKER) {
                 continue;
             }

@@ -351,11 +351,6 @@ impl Restorer<'_> {
         run: &[(BlobLocation, BlobId, std::ops::Range<usize>)],
         writer: &mut Writer,
     ) -> Result<()> {
-        let fail = |range: &std::ops::Range<usize>| {
-            for t in &targets[range.clone()] {
-                files[t.file].failed.store(true, Ordering::Relaxed);
-            }
-        };
         let start = run[0].0.offset;
         let last = &run[run.len() - 1].0;
         let pack = run[0].0.pack;
@@ -368,7 +363,7 @@ impl Restorer<'_> {
         {
             Ok(()) => self.write_chunks_of(files, targets, run, &mut bytes, &mut data, writer),
             Err(e) => {
-                run.iter().for_each(|b| fail(&b.2));
+                run.iter().for_each(|b| fail(files, targets, &b.2));
                 Err(e)
             }
         };
@@ -387,11 +382,6 @@ impl Restorer<'_> {
         data: &mut Vec<u8>,
         writer: &mut Writer,
     ) -> Result<()> {
-        let fail = |range: &std::ops::Range<usize>| {
-            for t in &targets[range.clone()] {
-                files[t.file].failed.store(true, Ordering::Relaxed);
-            }
-        };
         let start = run[0].0.offset;
         let pack = run[0].0.pack;
         let mut first_error = None;
@@ -402,7 +392,7 @@ impl Restorer<'_> {
                 .repo
                 .open_blob_into(&pack, &loc.entry(*id), envelope, data)
             {
-                fail(range);
+                fail(files, targets, range);
                 first_error.get_or_insert(e);
                 continue;
             }
@@ -580,6 +570,13 @@ impl Writer {
             }
         };
         Ok(&self.open[at].1)
+    }
+}
+
+/// Marks the files the targets in `range` belong to as failed.
+fn fail(files: &[Pending], targets: &[Target], range: &std::ops::Range<usize>) {
+    for t in &targets[range.clone()] {
+        files[t.file].failed.store(true, Ordering::Relaxed);
     }
 }
 
