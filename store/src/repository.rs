@@ -1,10 +1,10 @@
 //! The open repository: saving and loading blobs, committing packs → index → snapshot, keeping
 //! the catalog in step with the files on the share.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -751,6 +751,102 @@ impl Repository {
         Tree::from_bytes(&self.load_blob(id)?, id)
     }
 
+    /// Loads many blobs at once, each authenticated and checked against its ID: one batched
+    /// look-up, then the packs read in order, nearby blobs with one request, by
+    /// [`LOAD_THREADS`] threads (a cold disk or a share answers many requests at once far
+    /// sooner than the same requests one after the other).
+    pub fn load_blobs(&self, ids: &[BlobId]) -> Result<HashMap<BlobId, Vec<u8>>> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut located = Vec::with_capacity(ids.len());
+        for (id, loc) in ids.iter().zip(self.locate_many(&ids)?) {
+            let loc = loc.ok_or_else(|| StoreError::BlobNotFound(id.to_string()))?;
+            located.push((loc, *id));
+        }
+        let runs = read_runs(located, |b| &b.0);
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let loaded = Mutex::new(HashMap::with_capacity(ids.len()));
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..LOAD_THREADS.min(runs.len()))
+                .map(|_| {
+                    scope.spawn(|| -> Result<()> {
+                        let mut bytes = Vec::new();
+                        while let Some(run) = runs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            if failed.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let result = self.load_run(run, &mut bytes, |id, plain| {
+                                loaded.lock().expect("loaded mutex").insert(id, plain);
+                            });
+                            if result.is_err() {
+                                failed.store(true, Ordering::Relaxed);
+                                return result;
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        })?;
+        Ok(loaded.into_inner().expect("loaded mutex"))
+    }
+
+    /// Reads one run of blobs of a pack (from [`read_runs`]) with one request into `bytes`
+    /// and hands each blob, opened, to `each`.
+    fn load_run(
+        &self,
+        run: &[(BlobLocation, BlobId)],
+        bytes: &mut Vec<u8>,
+        mut each: impl FnMut(BlobId, Vec<u8>),
+    ) -> Result<()> {
+        let (first, last) = (&run[0].0, &run[run.len() - 1].0);
+        let start = first.offset;
+        self.read_pack_range_into(&first.pack, start, last.offset + last.length - start, bytes)?;
+        for (loc, id) in run {
+            let at = (loc.offset - start) as usize;
+            let mut plain = Vec::new();
+            let envelope = &mut bytes[at..at + loc.length as usize];
+            self.open_blob_into(&loc.pack, &loc.entry(*id), envelope, &mut plain)?;
+            each(*id, plain);
+        }
+        Ok(())
+    }
+
+    /// The data chunks of each of `contents`, in order: [`Repository::chunks`] for many
+    /// contents at once, each level's list blobs loaded together with
+    /// [`Repository::load_blobs`].
+    pub fn chunks_of_many(&self, contents: &[&Content]) -> Result<Vec<Vec<ContentEntry>>> {
+        let mut levels: Vec<(u8, Vec<ContentEntry>)> = contents
+            .iter()
+            .map(|c| (c.depth, c.entries.clone()))
+            .collect();
+        while levels.iter().any(|l| l.0 > 0) {
+            let ids: Vec<BlobId> = levels
+                .iter()
+                .filter(|l| l.0 > 0)
+                .flat_map(|l| l.1.iter().map(|e| e.0))
+                .collect();
+            let lists = self.load_blobs(&ids)?;
+            for (depth, entries) in levels.iter_mut().filter(|l| l.0 > 0) {
+                let mut below = Vec::new();
+                for &ContentEntry(id, size) in entries.iter() {
+                    let bytes = lists
+                        .get(&id)
+                        .expect("load_blobs returns every blob asked for");
+                    below.extend(decode_list_of(&id, size, bytes)?);
+                }
+                *entries = below;
+                *depth -= 1;
+            }
+        }
+        Ok(levels.into_iter().map(|l| l.1).collect())
+    }
+
     /// Every chunk of a content, in order, loading list blobs as needed.
     pub fn chunks<'a>(&'a self, content: &Content) -> ChunkIter<'a> {
         ChunkIter {
@@ -1044,6 +1140,55 @@ where
     names.iter().filter_map(|n| n.parse().ok()).collect()
 }
 
+/// Decodes list blob `id`, which its parent says covers `size` bytes.
+fn decode_list_of(id: &BlobId, size: u64, bytes: &[u8]) -> Result<Vec<ContentEntry>> {
+    let list = decode_list(bytes, id)?;
+    if list.iter().map(|e| e.1).sum::<u64>() != size {
+        return Err(StoreError::corrupt(
+            format!("chunk list {id}"),
+            "sizes do not add up to the parent's",
+        ));
+    }
+    Ok(list)
+}
+
+/// Threads [`Repository::load_blobs`] reads with.
+const LOAD_THREADS: usize = 8;
+
+/// Blobs of one pack closer than this are read with one request.
+pub(crate) const READ_GAP: u64 = 256 << 10;
+
+/// The most bytes one request reads.
+pub(crate) const READ_SPAN: u64 = 8 << 20;
+
+/// Groups located blobs (`loc` gives each one's location) into read requests: runs of blobs of
+/// one pack, in pack and offset order, each next blob less than [`READ_GAP`] past the
+/// previous one, each run spanning at most [`READ_SPAN`] bytes (or one blob, if larger).
+pub(crate) fn read_runs<T>(mut blobs: Vec<T>, loc: impl Fn(&T) -> &BlobLocation) -> Vec<Vec<T>> {
+    blobs.sort_unstable_by(|a, b| {
+        let (a, b) = (loc(a), loc(b));
+        (a.pack, a.offset).cmp(&(b.pack, b.offset))
+    });
+    let mut runs = Vec::new();
+    let mut run: Vec<T> = Vec::new();
+    for b in blobs {
+        if let (Some(first), Some(last)) = (run.first(), run.last()) {
+            let (first, last, next) = (loc(first), loc(last), loc(&b));
+            if next.pack != first.pack
+                || next.offset > last.offset + last.length + READ_GAP
+                || next.offset + next.length - first.offset > READ_SPAN
+            {
+                runs.push(std::mem::take(&mut run));
+            }
+        }
+        run.push(b);
+    }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    runs
+}
+
 /// Iterator over the data chunks of a content (see [`Repository::chunks`]).
 pub struct ChunkIter<'a> {
     repo: &'a Repository,
@@ -1063,21 +1208,17 @@ impl Iterator for ChunkIter<'_> {
                 }
                 Some(e) if depth == 0 => return Some(Ok(e)),
                 Some(ContentEntry(id, size)) => {
-                    let list = match self.repo.load_blob(&id).and_then(|b| decode_list(&b, &id)) {
-                        Ok(l) => l,
+                    let list = self
+                        .repo
+                        .load_blob(&id)
+                        .and_then(|b| decode_list_of(&id, size, &b));
+                    match list {
+                        Ok(list) => self.stack.push((depth - 1, list.into_iter())),
                         Err(e) => {
                             self.stack.clear();
                             return Some(Err(e));
                         }
-                    };
-                    if list.iter().map(|e| e.1).sum::<u64>() != size {
-                        self.stack.clear();
-                        return Some(Err(StoreError::corrupt(
-                            format!("chunk list {id}"),
-                            "sizes do not add up to the parent's",
-                        )));
                     }
-                    self.stack.push((depth - 1, list.into_iter()));
                 }
             }
         }
@@ -1086,7 +1227,46 @@ impl Iterator for ChunkIter<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::parallel_map;
+    use super::{parallel_map, read_runs, READ_GAP, READ_SPAN};
+    use crate::catalog::BlobLocation;
+    use crate::id::PackId;
+    use crate::pack::BlobKind;
+
+    #[test]
+    fn read_runs_follow_packs_gaps_and_spans() {
+        let at = |pack: u8, offset: u64, length: u64| BlobLocation {
+            pack: PackId([pack; 32]),
+            kind: BlobKind::Data,
+            offset,
+            length,
+            raw_len: length,
+        };
+        let blobs = vec![
+            at(2, 100, 10),
+            at(1, 1019 + READ_GAP, 10), // one byte too far past the blob before it
+            at(1, 8, 1000),
+            at(1, 1008, 10), // adjacent
+            at(3, 0, READ_SPAN - 100),
+            at(3, READ_SPAN - 100, 200), // would make the run longer than READ_SPAN
+            at(4, 0, 3 * READ_SPAN),     // larger than READ_SPAN alone
+            at(2, 110 + READ_GAP, 5),    // exactly READ_GAP past: same run
+        ];
+        let runs: Vec<Vec<(u8, u64)>> = read_runs(blobs, |b| b)
+            .into_iter()
+            .map(|run| run.iter().map(|b| (b.pack.0[0], b.offset)).collect())
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                vec![(1, 8), (1, 1008)],
+                vec![(1, 1019 + READ_GAP)],
+                vec![(2, 100), (2, 110 + READ_GAP)],
+                vec![(3, 0)],
+                vec![(3, READ_SPAN - 100)],
+                vec![(4, 0)],
+            ]
+        );
+    }
 
     #[test]
     fn parallel_map_keeps_order_for_any_length() {

@@ -1,14 +1,14 @@
 //! Restoring a snapshot tree into a directory.
 //!
 //! Three passes: the tree is walked (directories and symlinks made, each file created under a
-//! temporary name at its full size, its chunks noted with their offsets); then every pack that
+//! temporary name at its full size) and the chunk lists of all its files are loaded together,
+//! each chunk noted with the offsets it goes to; then every pack that
 //! holds a needed chunk is read once, in order, by several workers, each chunk authenticated,
 //! checked against its ID and written at each of its offsets (all-zero chunks are skipped,
 //! leaving holes, so sparse sources restore sparse); last, each file whose every byte was
 //! written is synced and renamed into place. A damaged repository never leaves wrong or partial
 //! files under their real names: files it touched are removed and the first error returned.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
@@ -21,10 +21,10 @@ use rayon::prelude::*;
 
 use crate::catalog::BlobLocation;
 use crate::error::{IoContext, Result, StoreError};
-use crate::id::{BlobId, PackId, TreeId};
+use crate::id::{BlobId, TreeId};
 use crate::progress::Progress;
-use crate::repository::Repository;
-use crate::tree::{Node, NodeKind};
+use crate::repository::{read_runs, Repository};
+use crate::tree::{Node, NodeKind, Tree};
 
 #[derive(Debug, Default)]
 pub struct RestoreStats {
@@ -52,9 +52,8 @@ struct Restorer<'a> {
     is_root: bool,
     /// Directory times are set after their content is written, deepest first.
     dir_times: Mutex<Vec<(PathBuf, Node)>>,
-    /// Files being restored, and where each chunk goes.
+    /// Files being restored.
     pending: Mutex<Vec<Pending>>,
-    targets: Mutex<Vec<Target>>,
 }
 
 /// A file created under its temporary name, waiting for its chunks.
@@ -76,14 +75,8 @@ struct Target {
 }
 
 /// Packs are read by this many workers: more than the cores, so that reading overlaps with
-/// decrypting and decompressing.
+/// decrypting and decompressing. Each reads up to [`crate::repository::READ_SPAN`] at a time.
 const WORKERS: usize = 4;
-
-/// Chunks of one pack closer than this are read with one request.
-const GAP: u64 = 256 << 10;
-
-/// The most bytes one request reads (bounds memory: [`WORKERS`] requests at a time).
-const SPAN: u64 = 8 << 20;
 
 pub fn restore(
     repo: &Repository,
@@ -113,18 +106,14 @@ pub fn restore(
         is_root: unsafe { libc::geteuid() } == 0,
         dir_times: Mutex::new(Vec::new()),
         pending: Mutex::new(Vec::new()),
-        targets: Mutex::new(Vec::new()),
     };
     fs::create_dir_all(&options.target).ctx(|| format!("creating {}", options.target.display()))?;
-    let walked = r.restore_tree(tree, &options.target, &[]);
+    let walked = r.walk(tree, &options.target);
     let files = std::mem::take(&mut *r.pending.lock().expect("pending mutex"));
-    let targets = std::mem::take(&mut *r.targets.lock().expect("targets mutex"));
+    let targets = walked.and_then(|()| r.targets(&files));
     // After a failed walk no file is finished: the tree is not whole.
-    let complete = walked.is_ok();
-    let written = match walked {
-        Ok(()) => r.write_chunks(&files, targets),
-        Err(e) => Err(e),
-    };
+    let complete = targets.is_ok();
+    let written = targets.and_then(|targets| r.write_chunks(&files, targets));
     let finished = r.finish_files(&files, complete, &options.target);
     written?;
     finished?;
@@ -156,27 +145,51 @@ fn wholly_selected(includes: &[Vec<String>], path: &[String]) -> bool {
 }
 
 impl Restorer<'_> {
-    fn restore_tree(&self, id: &TreeId, dir: &Path, rel: &[String]) -> Result<()> {
-        let tree = self.repo.load_tree(id)?;
-        tree.nodes.par_iter().try_for_each(|node| {
-            let name = node.name_bytes();
-            if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
-                return Err(StoreError::corrupt(
-                    format!("tree {id}"),
-                    format!("unsafe file name {:?}", node.name),
-                ));
+    /// Walks the tree from `root` a level of directories at a time: the trees of a level are
+    /// loaded together (one batched look-up, packs read in order by several threads: a
+    /// restore of many small directories from a cold repository is not one small read after
+    /// another), then every entry of the level is made, in parallel.
+    fn walk(&self, root: &TreeId, target: &Path) -> Result<()> {
+        let mut level: Vec<(TreeId, PathBuf, Vec<String>)> =
+            vec![(*root, target.to_owned(), Vec::new())];
+        while !level.is_empty() {
+            let ids: Vec<TreeId> = level.iter().map(|l| l.0).collect();
+            let trees = self.repo.load_blobs(&ids)?;
+            let mut nodes = Vec::new();
+            for (id, dir, rel) in level {
+                let tree = Tree::from_bytes(&trees[&id], &id)?;
+                for node in tree.nodes {
+                    let name = node.name_bytes();
+                    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
+                        return Err(StoreError::corrupt(
+                            format!("tree {id}"),
+                            format!("unsafe file name {:?}", node.name),
+                        ));
+                    }
+                    let mut rel = rel.clone();
+                    rel.push(node.name.clone());
+                    if selected(&self.includes, &rel) {
+                        nodes.push((dir.join(OsStr::from_bytes(&name)), rel, node));
+                    }
+                }
             }
-            let mut rel = rel.to_vec();
-            rel.push(node.name.clone());
-            if !selected(&self.includes, &rel) {
-                return Ok(());
-            }
-            let path = dir.join(OsStr::from_bytes(&name));
-            self.restore_node(node, &path, &rel)
-        })
+            let below = Mutex::new(Vec::new());
+            nodes
+                .par_iter()
+                .try_for_each(|(path, rel, node)| self.restore_node(node, path, rel, &below))?;
+            level = below.into_inner().expect("below mutex");
+        }
+        Ok(())
     }
 
-    fn restore_node(&self, node: &Node, path: &Path, rel: &[String]) -> Result<()> {
+    /// Makes one entry; a directory's tree goes to `below`, to be walked with its level.
+    fn restore_node(
+        &self,
+        node: &Node,
+        path: &Path,
+        rel: &[String],
+        below: &Mutex<Vec<(TreeId, PathBuf, Vec<String>)>>,
+    ) -> Result<()> {
         match node.kind {
             NodeKind::Dir => {
                 match fs::create_dir(path) {
@@ -184,8 +197,11 @@ impl Restorer<'_> {
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
                     Err(e) => return Err(e).ctx(|| format!("creating {}", path.display())),
                 }
-                if let Some(sub) = &node.subtree {
-                    self.restore_tree(sub, path, rel)?;
+                if let Some(sub) = node.subtree {
+                    below
+                        .lock()
+                        .expect("below mutex")
+                        .push((sub, path.to_owned(), rel.to_vec()));
                 }
                 self.dirs.fetch_add(1, Ordering::Relaxed);
                 if wholly_selected(&self.includes, rel) {
@@ -209,52 +225,65 @@ impl Restorer<'_> {
         }
     }
 
-    /// Creates the file under its temporary name at its full size and notes where its chunks
-    /// go; an empty file is finished at once.
+    /// Creates the file under its temporary name at its full size, to be filled by
+    /// [`Restorer::write_chunks`].
     fn restore_file(&self, node: &Node, path: &Path) -> Result<()> {
         let mut tmp_name = OsStr::new(".").to_owned();
         tmp_name.push(path.file_name().expect("restored paths have a name"));
         tmp_name.push(".cairn-restore");
         let tmp = path.with_file_name(tmp_name);
-        let mut targets = Vec::new();
-        let mut offset = 0u64;
-        if let Some(content) = &node.content {
-            for entry in self.repo.chunks(content) {
-                let crate::tree::ContentEntry(blob, size) = entry?;
-                targets.push((blob, size, offset));
-                offset += size;
-            }
-        }
-        if offset != node.size {
-            return Err(StoreError::corrupt(
-                format!("file node {:?}", node.name),
-                format!("content holds {offset} bytes, the node says {}", node.size),
-            ));
-        }
         let f = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
         f.set_len(node.size)
             .ctx(|| format!("sizing {}", tmp.display()))?;
         drop(f);
-        let mut files = self.pending.lock().expect("pending mutex");
-        let file = files.len();
-        files.push(Pending {
+        self.pending.lock().expect("pending mutex").push(Pending {
             tmp,
             path: path.to_owned(),
             node: node.clone(),
             missing: AtomicU64::new(node.size),
             failed: AtomicBool::new(false),
         });
-        drop(files);
-        self.targets
-            .lock()
-            .expect("targets mutex")
-            .extend(targets.into_iter().map(|(blob, size, offset)| Target {
-                blob,
-                size,
-                file,
-                offset,
-            }));
         Ok(())
+    }
+
+    /// Where every chunk of every file goes. The chunk lists of all files are loaded
+    /// together, a level at a time, so a cold repository is read in a few passes over its
+    /// packs rather than one small read after another for each large file.
+    fn targets(&self, files: &[Pending]) -> Result<Vec<Target>> {
+        let with_content: Vec<(usize, &crate::tree::Content)> = files
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.node.content.as_ref().map(|c| (i, c)))
+            .collect();
+        let contents: Vec<&crate::tree::Content> = with_content.iter().map(|c| c.1).collect();
+        let chunks = self.repo.chunks_of_many(&contents)?;
+        let mut targets = Vec::new();
+        let mut sized = vec![0u64; files.len()];
+        for ((file, _), chunks) in with_content.into_iter().zip(chunks) {
+            let mut offset = 0u64;
+            for crate::tree::ContentEntry(blob, size) in chunks {
+                targets.push(Target {
+                    blob,
+                    size,
+                    file,
+                    offset,
+                });
+                offset += size;
+            }
+            sized[file] = offset;
+        }
+        for (file, offset) in files.iter().zip(sized) {
+            if offset != file.node.size {
+                return Err(StoreError::corrupt(
+                    format!("file node {:?}", file.node.name),
+                    format!(
+                        "content holds {offset} bytes, the node says {}",
+                        file.node.size
+                    ),
+                ));
+            }
+        }
+        Ok(targets)
     }
 
     /// Reads every pack holding a needed chunk once, and writes each chunk where it goes.
@@ -287,31 +316,8 @@ impl Restorer<'_> {
                 }
             }
         }
-        let mut by_pack: HashMap<PackId, Vec<(BlobLocation, BlobId, std::ops::Range<usize>)>> =
-            HashMap::new();
-        for b in blobs {
-            by_pack.entry(b.0.pack).or_default().push(b);
-        }
         // Requests: runs of chunks of one pack, in pack and offset order.
-        let mut requests = Vec::new();
-        let mut packs: Vec<_> = by_pack.into_iter().collect();
-        packs.sort_unstable_by_key(|p| p.0);
-        for (_, mut list) in packs {
-            list.sort_unstable_by_key(|b| b.0.offset);
-            let mut run: Vec<(BlobLocation, BlobId, std::ops::Range<usize>)> = Vec::new();
-            for b in list {
-                if let (Some(first), Some(last)) = (run.first(), run.last()) {
-                    let end = last.0.offset + last.0.length;
-                    if b.0.offset > end + GAP || b.0.offset + b.0.length - first.0.offset > SPAN {
-                        requests.push(std::mem::take(&mut run));
-                    }
-                }
-                run.push(b);
-            }
-            if !run.is_empty() {
-                requests.push(run);
-            }
-        }
+        let requests = read_runs(blobs, |b| &b.0);
         // Each worker keeps its buffers (the pack range read, the chunk opened, the bytes
         // gathered) and open files from one run to the next.
         let next = AtomicUsize::new(0);

@@ -5,31 +5,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+mod common;
+
 use cairn_store::backend::{Backend, LocalBackend};
 use cairn_store::{
-    BlobKind, ChunkSizes, ChunkerConfig, Content, ContentBuilder, ContentEntry, Encryption,
-    InitOptions, KdfParams, Node, NodeKind, OpenOptions, Repository, Result, Snapshot, StoreError,
-    Tree,
+    BlobKind, Content, ContentBuilder, ContentEntry, Node, NodeKind, Repository, Result, Snapshot,
+    StoreError, Tree,
 };
-use zeroize::Zeroizing;
-
-const FAST_KDF: KdfParams = KdfParams {
-    memory_kib: 1024,
-    iterations: 1,
-    parallelism: 1,
-};
-
-fn password() -> Result<Zeroizing<String>> {
-    Ok(Zeroizing::new("failpoint password".into()))
-}
-
-fn open_options(cache: &Path) -> OpenOptions<'_> {
-    OpenOptions {
-        cache_dir: Some(cache),
-        password: &password,
-        sync: true,
-    }
-}
+use common::{bytes, init_options, open_options};
 
 /// A local backend whose `fail_at`-th write (counting from 1) fails after writing nothing.
 struct FailingBackend {
@@ -63,18 +46,6 @@ impl Backend for FailingBackend {
     fn remove(&self, path: &str) -> Result<()> {
         self.inner.remove(path)
     }
-}
-
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A backup through the store API: 40 MiB of data in 1 MiB chunks (three packs), a chunk list,
@@ -133,25 +104,7 @@ fn verify_all(dir: &Path, expected: &std::collections::HashMap<String, Vec<u8>>)
 #[test]
 fn a_failure_at_any_write_leaves_a_valid_repository() {
     let dir = tempfile::tempdir().unwrap();
-    let options = InitOptions {
-        chunker: ChunkerConfig {
-            files: ChunkSizes {
-                min: 256 << 10,
-                avg: 1 << 20,
-                max: 4 << 20,
-            },
-            small: ChunkSizes {
-                min: 16 << 10,
-                avg: 64 << 10,
-                max: 256 << 10,
-            },
-            pages: "page".into(),
-        },
-        encryption: Some(Encryption {
-            password: password().unwrap(),
-            kdf: FAST_KDF,
-        }),
-    };
+    let options = init_options();
     let cache = dir.path().join("cache");
     Repository::init(&dir.path().join("repo"), &options).unwrap();
     let mut expected = std::collections::HashMap::new();

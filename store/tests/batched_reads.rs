@@ -1,0 +1,71 @@
+//! Loading many blobs at once (`load_blobs`, `chunks_of_many`) gives exactly what loading them
+//! one by one gives, and names what is missing.
+
+mod common;
+
+use cairn_store::{
+    BlobId, BlobKind, Content, ContentBuilder, ContentEntry, Repository, StoreError,
+};
+use common::{bytes, init_options, open_options};
+
+/// Stores `count` chunks of 8 KiB (chunk `i` has seed `seeds(i)`) and their chunk lists;
+/// returns the content.
+fn content(repo: &Repository, count: u64, seeds: impl Fn(u64) -> u64) -> Content {
+    let mut builder = ContentBuilder::new();
+    let mut save = |b: Vec<u8>| repo.save_list(b);
+    for i in 0..count {
+        let chunk = bytes(8 << 10, seeds(i));
+        let saved = repo.save_blobs(BlobKind::Data, &[&chunk]).unwrap();
+        builder
+            .push(ContentEntry(saved[0].id, saved[0].size), &mut save)
+            .unwrap();
+    }
+    builder.finish(&mut save).unwrap()
+}
+
+#[test]
+fn batched_loads_match_single_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    Repository::init(&path, &init_options()).unwrap();
+    let repo = Repository::open(&path, &open_options(&dir.path().join("cache"))).unwrap();
+    // 5,000 chunks of 8 KiB fill three packs and need two levels of lists; the others share
+    // chunks and lists with it, repeat a chunk, hold a few chunks, or nothing.
+    let contents = [
+        content(&repo, 5000, |i| i),
+        content(&repo, 3000, |i| i + 1000),
+        content(&repo, 300, |i| i % 7),
+        content(&repo, 3, |i| 90_000 + i),
+        content(&repo, 0, |i| i),
+    ];
+    repo.flush().unwrap();
+    assert_eq!(contents[0].depth, 2, "the test needs two levels of lists");
+    assert_eq!(contents[3].depth, 0);
+
+    let refs: Vec<&Content> = contents.iter().collect();
+    let batched = repo.chunks_of_many(&refs).unwrap();
+    for (content, batched) in contents.iter().zip(&batched) {
+        let single: Vec<ContentEntry> = repo.chunks(content).map(Result::unwrap).collect();
+        assert_eq!(&single, batched);
+    }
+    assert_eq!(
+        batched.iter().map(Vec::len).collect::<Vec<_>>(),
+        [5000, 3000, 300, 3, 0]
+    );
+
+    // Every chunk of the first content, the first listed twice: each once, byte for byte.
+    let mut ids: Vec<BlobId> = batched[0].iter().map(|e| e.0).collect();
+    ids.push(ids[0]);
+    let loaded = repo.load_blobs(&ids).unwrap();
+    assert_eq!(loaded.len(), 5000);
+    for (i, e) in batched[0].iter().enumerate() {
+        assert_eq!(loaded[&e.0], bytes(8 << 10, i as u64), "chunk {i}");
+    }
+
+    let unknown = BlobId([7; 32]);
+    ids.push(unknown);
+    match repo.load_blobs(&ids) {
+        Err(StoreError::BlobNotFound(id)) => assert_eq!(id, unknown.to_string()),
+        other => panic!("expected the unknown blob to be named, got {other:?}"),
+    }
+}
