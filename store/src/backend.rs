@@ -38,6 +38,19 @@ pub trait Backend: Send + Sync + 'static {
         *buf = self.read_at(path, offset, len)?;
         Ok(())
     }
+    /// As [`Backend::read_at_into`], for bytes read once and not again soon (a restore's
+    /// packs): returns where in `buf` the `len` bytes start. The default is `read_at_into`;
+    /// the local backend reads around the page cache where the file system allows it.
+    fn read_once_into(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<usize> {
+        self.read_at_into(path, offset, len, buf)?;
+        Ok(0)
+    }
     /// The size of a file in bytes.
     fn size(&self, path: &str) -> Result<u64>;
     /// The names of the files directly in `dir` (not their paths), in no particular order.
@@ -131,11 +144,71 @@ impl Drop for LocalNewFile {
 /// A repository in a local directory or on a mounted network share.
 pub struct LocalBackend {
     root: PathBuf,
+    /// Whether reads may bypass the page cache (cleared once the file system refuses).
+    direct: std::sync::atomic::AtomicBool,
 }
+
+/// Alignment of reads that bypass the page cache (`O_DIRECT`): offsets, lengths and buffer
+/// addresses are multiples of it.
+const DIRECT_ALIGN: usize = 4096;
 
 impl LocalBackend {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            direct: std::sync::atomic::AtomicBool::new(cfg!(target_os = "linux")),
+        }
+    }
+
+    /// [`Backend::read_once_into`] with `O_DIRECT`: the disk reads straight into `buf`, with no
+    /// copy out of the page cache and nothing else evicted from it. `None` when the file
+    /// system does not allow it.
+    #[cfg(target_os = "linux")]
+    fn read_direct(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<usize>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = self.full(path);
+        let what = || format!("reading {len} bytes at offset {offset} of {}", p.display());
+        let f = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&p)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
+            Err(e) => return Err(e).ctx(|| format!("opening {}", p.display())),
+        };
+        let align = DIRECT_ALIGN as u64;
+        let start = offset / align * align;
+        let end = offset
+            .checked_add(len)
+            .and_then(|end| end.checked_next_multiple_of(align));
+        let (Some(end), Ok(want)) = (end, usize::try_from(offset + len - start)) else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput)).ctx(what);
+        };
+        let span = (end - start) as usize;
+        // Zeroed only where the buffer grows; its address does not move while it is read into.
+        buf.resize(span + DIRECT_ALIGN, 0);
+        let pad = buf.as_ptr().align_offset(DIRECT_ALIGN);
+        let mut got = 0;
+        while got < want {
+            match f.read_at(&mut buf[pad + got..pad + span], start + got as u64) {
+                // Short of `want`: the file ends early (a short read is only ever its end).
+                Ok(n) if n == 0 || n % DIRECT_ALIGN != 0 && got + n < want => {
+                    return Err(io::Error::from(io::ErrorKind::UnexpectedEof)).ctx(what)
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && got == 0 => return Ok(None),
+                Err(e) => return Err(e).ctx(what),
+            }
+        }
+        Ok(Some(pad + (offset - start) as usize))
     }
 
     pub fn root(&self) -> &Path {
@@ -279,6 +352,25 @@ impl Backend for LocalBackend {
         })
     }
 
+    fn read_once_into(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<usize> {
+        use std::sync::atomic::Ordering;
+        #[cfg(target_os = "linux")]
+        if self.direct.load(Ordering::Relaxed) {
+            match self.read_direct(path, offset, len, buf)? {
+                Some(at) => return Ok(at),
+                None => self.direct.store(false, Ordering::Relaxed),
+            }
+        }
+        self.read_at_into(path, offset, len, buf)?;
+        Ok(0)
+    }
+
     fn size(&self, path: &str) -> Result<u64> {
         let p = self.full(path);
         Ok(fs::metadata(&p)
@@ -326,6 +418,7 @@ impl Backend for LocalBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StoreError;
 
     #[test]
     fn atomic_write_leaves_no_temp_files_and_lists_names() {
@@ -343,6 +436,45 @@ mod tests {
         b.remove("index/abc").unwrap();
         b.remove("index/abc").unwrap();
         assert!(b.read("index/abc").is_err());
+    }
+
+    #[test]
+    fn reads_once_match_cached_reads_at_any_alignment() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let data: Vec<u8> = (0..3 * DIRECT_ALIGN as u32 + 123)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
+        fs::write(dir.path().join("pack"), &data).unwrap();
+        let mut buf = Vec::new();
+        let n = data.len() as u64;
+        let align = DIRECT_ALIGN as u64;
+        for (offset, len) in [
+            (0, n),
+            (0, 1),
+            (1, align),
+            (align, align),
+            (align - 1, 2),
+            (2 * align + 5, n - 2 * align - 5),
+            (n - 1, 1),
+            (n, 0),
+        ] {
+            let at = b.read_once_into("pack", offset, len, &mut buf).unwrap();
+            let (o, l) = (offset as usize, len as usize);
+            assert!(buf[at..at + l] == data[o..o + l], "{offset} {len}");
+        }
+        for (offset, len) in [(0, n + 1), (n - 10, 11), (n + 4096, 1)] {
+            let err = b.read_once_into("pack", offset, len, &mut buf).unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Io { error, .. } if error.kind() == io::ErrorKind::UnexpectedEof),
+                "{offset} {len}: {err}"
+            );
+        }
+        #[cfg(target_os = "linux")]
+        assert!(
+            b.direct.load(std::sync::atomic::Ordering::Relaxed),
+            "the test's file system reads around the page cache, so that path was tested"
+        );
     }
 
     #[test]

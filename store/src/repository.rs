@@ -722,22 +722,23 @@ impl Repository {
         len: u64,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        let object = || format!("pack {pack}");
         self.backend
             .read_at_into(&pack_path(pack), offset, len, buf)
-            .map_err(|e| match e {
-                StoreError::Io { error: source, .. }
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    StoreError::corrupt(object(), "the pack is missing")
-                }
-                StoreError::Io { error: source, .. }
-                    if source.kind() == std::io::ErrorKind::UnexpectedEof =>
-                {
-                    StoreError::corrupt(object(), "the pack is truncated")
-                }
-                other => other,
-            })
+            .map_err(|e| pack_read_error(pack, e))
+    }
+
+    /// As [`Repository::read_pack_range_into`], for bytes read once (a restore's): returns
+    /// where in `buf` they start (see [`Backend::read_once_into`]).
+    pub fn read_pack_once_into(
+        &self,
+        pack: &PackId,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<usize> {
+        self.backend
+            .read_once_into(&pack_path(pack), offset, len, buf)
+            .map_err(|e| pack_read_error(pack, e))
     }
 
     /// Reads a blob, authenticates it and checks that it hashes to its ID.
@@ -806,9 +807,10 @@ impl Repository {
     ) -> Result<()> {
         let (first, last) = (&run[0].0, &run[run.len() - 1].0);
         let start = first.offset;
-        self.read_pack_range_into(&first.pack, start, last.offset + last.length - start, bytes)?;
+        let base =
+            self.read_pack_once_into(&first.pack, start, last.offset + last.length - start, bytes)?;
         for (loc, id) in run {
-            let at = (loc.offset - start) as usize;
+            let at = base + (loc.offset - start) as usize;
             let mut plain = Vec::new();
             let envelope = &mut bytes[at..at + loc.length as usize];
             self.open_blob_into(&loc.pack, &loc.entry(*id), envelope, &mut plain)?;
@@ -1138,6 +1140,19 @@ where
     HashSet<T>: FromIterator<T>,
 {
     names.iter().filter_map(|n| n.parse().ok()).collect()
+}
+
+/// A failed read of a pack: a missing or short pack is damage to the pack.
+fn pack_read_error(pack: &PackId, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound => {
+            StoreError::corrupt(format!("pack {pack}"), "the pack is missing")
+        }
+        StoreError::Io { error, .. } if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+            StoreError::corrupt(format!("pack {pack}"), "the pack is truncated")
+        }
+        other => other,
+    }
 }
 
 /// Decodes list blob `id`, which its parent says covers `size` bytes.

@@ -363,11 +363,10 @@ impl Restorer<'_> {
         let mut bytes = std::mem::take(&mut writer.read);
         let mut data = std::mem::take(&mut writer.plain);
         let len = last.offset + last.length - start;
-        let result = match self
-            .repo
-            .read_pack_range_into(&pack, start, len, &mut bytes)
-        {
-            Ok(()) => self.write_chunks_of(files, targets, run, &mut bytes, &mut data, writer),
+        let result = match self.repo.read_pack_once_into(&pack, start, len, &mut bytes) {
+            Ok(at) => {
+                self.write_chunks_of(files, targets, run, &mut bytes[at..], &mut data, writer)
+            }
             Err(e) => {
                 run.iter().for_each(|b| fail(files, targets, &b.2));
                 Err(e)
