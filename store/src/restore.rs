@@ -1,8 +1,9 @@
 //! Restoring a snapshot tree into a directory.
 //!
-//! Three passes: the tree is walked (directories and symlinks made, each file created under a
-//! temporary name at its full size) and the chunk lists of all its files are loaded together,
-//! each chunk noted with the offsets it goes to; then every pack that
+//! Three passes: the tree is walked a level at a time (directories and symlinks made, files
+//! noted) and the chunk lists of all its files are loaded together, each chunk noted with the
+//! offsets it goes to; meanwhile a thread creates each file under a temporary name at its full
+//! size. Then every pack that
 //! holds a needed chunk is read once, in order, by several workers, each chunk authenticated,
 //! checked against its ID and written at each of its offsets (all-zero chunks are skipped,
 //! leaving holes, so sparse sources restore sparse); last, each file whose every byte was
@@ -15,7 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
 
@@ -56,14 +57,36 @@ struct Restorer<'a> {
     pending: Mutex<Vec<Pending>>,
 }
 
-/// A file created under its temporary name, waiting for its chunks.
+/// A file to be created under its temporary name and filled with its chunks.
 struct Pending {
     tmp: PathBuf,
     path: PathBuf,
     node: Node,
+    /// Whether the temporary file was made (once set, by whoever came first).
+    created: OnceLock<bool>,
     /// Bytes still to be written (all-zero chunks count as written).
     missing: AtomicU64,
     failed: AtomicBool,
+}
+
+impl Pending {
+    /// Creates the file under its temporary name at its full size (so that holes read as
+    /// zeros), once: by the thread creating every file, or by a worker with bytes for it.
+    fn create(&self) -> Result<()> {
+        let mut error = None;
+        let created = *self.created.get_or_init(|| {
+            let made = File::create(&self.tmp).and_then(|f| f.set_len(self.node.size));
+            made.map_err(|e| error = Some(e)).is_ok()
+        });
+        if created {
+            return Ok(());
+        }
+        self.failed.store(true, Ordering::Relaxed);
+        Err(StoreError::Io {
+            context: format!("creating {}", self.tmp.display()),
+            error: error.unwrap_or_else(|| std::io::Error::other("its creation failed before")),
+        })
+    }
 }
 
 /// One place a chunk goes: file `file` (index into the pending files) at `offset`.
@@ -110,10 +133,21 @@ pub fn restore(
     fs::create_dir_all(&options.target).ctx(|| format!("creating {}", options.target.display()))?;
     let walked = r.walk(tree, &options.target);
     let files = std::mem::take(&mut *r.pending.lock().expect("pending mutex"));
-    let targets = walked.and_then(|()| r.targets(&files));
-    // After a failed walk no file is finished: the tree is not whole.
-    let complete = targets.is_ok();
-    let written = targets.and_then(|targets| r.write_chunks(&files, targets));
+    let (complete, written) = std::thread::scope(|scope| {
+        // Files are created while their chunk lists load and the first packs are read (the
+        // file system's inode allocation is mostly one thread's work).
+        let creator = walked
+            .is_ok()
+            .then(|| scope.spawn(|| r.create_files(&files)));
+        let targets = walked.and_then(|()| r.targets(&files));
+        // After a failed walk no file is finished: the tree is not whole.
+        let complete = targets.is_ok();
+        let written = targets.and_then(|targets| r.write_chunks(&files, targets));
+        let created = creator.map_or(Ok(()), |c| {
+            c.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        });
+        (complete, written.and(created))
+    });
     let finished = r.finish_files(&files, complete, &options.target);
     written?;
     finished?;
@@ -225,25 +259,31 @@ impl Restorer<'_> {
         }
     }
 
-    /// Creates the file under its temporary name at its full size, to be filled by
-    /// [`Restorer::write_chunks`].
+    /// Notes a file to restore, under a temporary name next to its own.
     fn restore_file(&self, node: &Node, path: &Path) -> Result<()> {
         let mut tmp_name = OsStr::new(".").to_owned();
         tmp_name.push(path.file_name().expect("restored paths have a name"));
         tmp_name.push(".cairn-restore");
-        let tmp = path.with_file_name(tmp_name);
-        let f = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-        f.set_len(node.size)
-            .ctx(|| format!("sizing {}", tmp.display()))?;
-        drop(f);
         self.pending.lock().expect("pending mutex").push(Pending {
-            tmp,
+            tmp: path.with_file_name(tmp_name),
             path: path.to_owned(),
             node: node.clone(),
+            created: OnceLock::new(),
             missing: AtomicU64::new(node.size),
             failed: AtomicBool::new(false),
         });
         Ok(())
+    }
+
+    /// Creates every file not yet created by a worker; returns the first failure.
+    fn create_files(&self, files: &[Pending]) -> Result<()> {
+        let mut first_error = None;
+        for file in files {
+            if let Err(e) = file.create() {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Where every chunk of every file goes. The chunk lists of all files are loaded
@@ -538,7 +578,7 @@ impl Writer {
             return Ok(());
         };
         let pending = &files[file];
-        let result = self.handle(file, &pending.tmp).and_then(|f| {
+        let result = self.handle(file, pending).and_then(|f| {
             f.write_all_at(&buf, offset)
                 .ctx(|| format!("writing {}", pending.tmp.display()))?;
             start_writeback(f, offset, buf.len());
@@ -559,13 +599,15 @@ impl Writer {
         }
     }
 
-    fn handle(&mut self, file: usize, path: &Path) -> Result<&File> {
+    fn handle(&mut self, file: usize, pending: &Pending) -> Result<&File> {
         let at = match self.open.iter().position(|(f, _)| *f == file) {
             Some(at) => at,
             None => {
                 if self.open.len() == OPEN_FILES {
                     self.open.remove(0);
                 }
+                pending.create()?;
+                let path = &pending.tmp;
                 let f = OpenOptions::new()
                     .write(true)
                     .open(path)

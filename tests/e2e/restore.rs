@@ -58,3 +58,27 @@ fn a_damaged_pack_costs_only_the_files_it_holds() {
     let left: Vec<_> = walkdir(&target);
     assert_eq!(left, [target.join("src/old.bak")], "{left:?}");
 }
+
+#[test]
+fn a_file_that_cannot_be_created_is_named_and_the_others_restore() {
+    let env = Env::ready();
+    let src = env.dir("src");
+    fs::write(src.join("a.bin"), data(2 << 20, 31)).unwrap();
+    fs::write(src.join("b.bin"), data(2 << 20, 32)).unwrap();
+    fs::write(src.join("empty"), b"").unwrap();
+    env.backup_json(&[src.to_str().unwrap()]);
+    // A directory in the way of b.bin's temporary file.
+    let target = env.path("out");
+    fs::create_dir_all(target.join("src/.b.bin.cairn-restore")).unwrap();
+
+    let out = env
+        .cairn(&["restore", "latest", "--target", target.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(".b.bin.cairn-restore"), "{stderr}");
+    assert!(fs::read(target.join("src/a.bin")).expect(&stderr) == data(2 << 20, 31));
+    assert_eq!(fs::read(target.join("src/empty")).expect(&stderr), b"");
+    assert!(!target.join("src/b.bin").exists());
+}
