@@ -209,24 +209,29 @@ impl Catalog {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(e)?;
+            let mut blobs = Vec::with_capacity(packs.iter().map(|p| p.entries.len()).sum());
             for p in packs {
                 add_pack
                     .execute(params![&p.id.0, to_i64(p.size)])
                     .map_err(e)?;
                 let row: i64 = pack_row.query_row([&p.id.0], |r| r.get(0)).map_err(e)?;
                 link.execute(params![index_row, row]).map_err(e)?;
-                for b in &p.entries {
-                    add_blob
-                        .execute(params![
-                            &b.id.0,
-                            row,
-                            b.kind.code(),
-                            to_i64(b.offset),
-                            to_i64(b.length),
-                            to_i64(b.raw_len)
-                        ])
-                        .map_err(e)?;
-                }
+                blobs.extend(p.entries.iter().map(|b| (b, row)));
+            }
+            // In key order, each insert lands next to the one before: the B-tree's pages are
+            // filled one after another instead of every insert touching a random one.
+            blobs.sort_unstable_by_key(|(b, row)| (b.id, *row));
+            for (b, row) in blobs {
+                add_blob
+                    .execute(params![
+                        &b.id.0,
+                        row,
+                        b.kind.code(),
+                        to_i64(b.offset),
+                        to_i64(b.length),
+                        to_i64(b.raw_len)
+                    ])
+                    .map_err(e)?;
             }
         }
         tx.commit().map_err(e)
