@@ -62,8 +62,8 @@ struct Pending {
     tmp: PathBuf,
     path: PathBuf,
     node: Node,
-    /// Whether the temporary file was made (once set, by whoever came first).
-    created: OnceLock<bool>,
+    /// Whether the temporary file was made, or why not (once set, by whoever came first).
+    created: OnceLock<std::result::Result<(), (std::io::ErrorKind, String)>>,
     /// Bytes still to be written (all-zero chunks count as written).
     missing: AtomicU64,
     failed: AtomicBool,
@@ -73,18 +73,17 @@ impl Pending {
     /// Creates the file under its temporary name at its full size (so that holes read as
     /// zeros), once: by the thread creating every file, or by a worker with bytes for it.
     fn create(&self) -> Result<()> {
-        let mut error = None;
-        let created = *self.created.get_or_init(|| {
+        let created = self.created.get_or_init(|| {
             let made = File::create(&self.tmp).and_then(|f| f.set_len(self.node.size));
-            made.map_err(|e| error = Some(e)).is_ok()
+            made.map_err(|e| (e.kind(), e.to_string()))
         });
-        if created {
+        let Err((kind, why)) = created else {
             return Ok(());
-        }
+        };
         self.failed.store(true, Ordering::Relaxed);
         Err(StoreError::Io {
             context: format!("creating {}", self.tmp.display()),
-            error: error.unwrap_or_else(|| std::io::Error::other("its creation failed before")),
+            error: std::io::Error::new(*kind, why.clone()),
         })
     }
 }
@@ -564,12 +563,13 @@ impl Writer {
                 return Ok(());
             }
         }
-        self.flush(files, progress)?;
+        // What was gathered failing (for another file) must not lose these bytes.
+        let flushed = self.flush(files, progress);
         let mut buf = std::mem::take(&mut self.spare);
         buf.clear();
         buf.extend_from_slice(data);
         self.gathered = Some((file, offset, buf));
-        Ok(())
+        flushed
     }
 
     /// Writes what was gathered; on failure the file is marked failed.

@@ -65,9 +65,11 @@ fn a_file_that_cannot_be_created_is_named_and_the_others_restore() {
     let src = env.dir("src");
     fs::write(src.join("a.bin"), data(2 << 20, 31)).unwrap();
     fs::write(src.join("b.bin"), data(2 << 20, 32)).unwrap();
+    fs::write(src.join("c.bin"), data(2 << 20, 33)).unwrap();
     fs::write(src.join("empty"), b"").unwrap();
     env.backup_json(&[src.to_str().unwrap()]);
-    // A directory in the way of b.bin's temporary file.
+    // A directory in the way of b.bin's temporary file. Whatever order the files' chunks
+    // come in, b.bin's failed write must not cost the bytes of the file written after it.
     let target = env.path("out");
     fs::create_dir_all(target.join("src/.b.bin.cairn-restore")).unwrap();
 
@@ -79,6 +81,7 @@ fn a_file_that_cannot_be_created_is_named_and_the_others_restore() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(".b.bin.cairn-restore"), "{stderr}");
     assert!(fs::read(target.join("src/a.bin")).expect(&stderr) == data(2 << 20, 31));
+    assert!(fs::read(target.join("src/c.bin")).expect(&stderr) == data(2 << 20, 33));
     assert_eq!(fs::read(target.join("src/empty")).expect(&stderr), b"");
     assert!(!target.join("src/b.bin").exists());
 }
