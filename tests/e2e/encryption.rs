@@ -252,12 +252,7 @@ fn only_file(dir: &Path) -> PathBuf {
 
 fn restore_fails_naming(env: &Env, what: &str) {
     let target = env.path("out");
-    let out = env
-        .cairn(&["restore", "latest", "--target", target.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.restore_failing(&target);
     assert!(err.contains(what), "expected {what:?} in: {err}");
     assert!(
         !target.join("src/f").exists(),

@@ -112,6 +112,18 @@ impl Env {
         last_json_line(&out.stdout)
     }
 
+    /// Restores the latest snapshot into `target`, asserting that it fails with exit code 1;
+    /// returns what it printed on stderr.
+    pub fn restore_failing(&self, target: &Path) -> String {
+        let out = self
+            .cairn(&["restore", "latest", "--target", target.to_str().unwrap()])
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        stderr
+    }
+
     /// Restores `snapshot` into a fresh scratch directory `name`, asserting success; returns it.
     pub fn restore(&self, snapshot: &str, name: &str) -> PathBuf {
         let target = self.path(name);
