@@ -12,54 +12,12 @@ use walkdir::WalkDir;
 
 use crate::archiver::{Archiver, Excludes};
 use crate::error::{display, IngestError, Result};
+use crate::read::{SourceFile, PREFETCH};
 use crate::stream::store_stream;
-
-/// A file read sequentially, with the kernel asked to read [`AHEAD`] bytes ahead of the
-/// reader: the disk works while the chunks already read are cut, hashed and compressed.
-struct ReadAhead {
-    file: File,
-    pos: u64,
-    advised: u64,
-}
-
-/// How far ahead of the reader the kernel is asked to read.
-const AHEAD: u64 = 32 << 20;
-
-impl ReadAhead {
-    fn new(file: File) -> Self {
-        Self {
-            file,
-            pos: 0,
-            advised: 0,
-        }
-    }
-}
-
-impl std::io::Read for ReadAhead {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos + AHEAD / 2 >= self.advised {
-            use std::os::fd::AsRawFd;
-            let from = self.advised.max(self.pos);
-            // SAFETY: a valid descriptor; the call only hints the page cache.
-            unsafe {
-                libc::posix_fadvise(
-                    self.file.as_raw_fd(),
-                    from as libc::off_t,
-                    AHEAD as libc::off_t,
-                    libc::POSIX_FADV_WILLNEED,
-                );
-            }
-            self.advised = from + AHEAD;
-        }
-        let n = self.file.read(buf)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
 
 /// Starts reading the sources' large files while the repository is being opened (the
 /// password's key derivation takes about half a second, the disk would otherwise sit idle):
-/// a thread walks `paths` and asks the kernel for the first [`AHEAD`] bytes of each regular
+/// a thread walks `paths` and asks the kernel for the first [`PREFETCH`] bytes of each regular
 /// file of at least 1 MiB that `excludes` keeps, up to 256 MiB in all. It stops when the
 /// returned guard is dropped.
 pub fn prefetch(
@@ -88,7 +46,7 @@ pub fn prefetch(
                 let Ok(file) = File::open(entry.path()) else {
                     continue;
                 };
-                let len = meta.len().min(AHEAD);
+                let len = meta.len().min(PREFETCH);
                 // SAFETY: a valid descriptor; the call only hints the page cache.
                 unsafe {
                     libc::posix_fadvise(
@@ -260,8 +218,8 @@ impl Archiver<'_> {
             self.progress.file_done();
             return Ok(Some(node));
         }
-        let mut file = match File::open(path) {
-            Ok(f) => ReadAhead::new(f),
+        let mut file = match SourceFile::open(path, meta.len()) {
+            Ok(f) => f,
             Err(e) => {
                 self.unreadable(format!("{}: {e}", display(path)));
                 return Ok(None);
@@ -285,7 +243,7 @@ impl Archiver<'_> {
         };
         // A file written while it is read may be stored torn: say so. Size and mtime are
         // compared with the file as it was before the read and as it is after.
-        let after = file.file.metadata().ok();
+        let after = file.file().metadata().ok();
         let mtime_after = after
             .as_ref()
             .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec());

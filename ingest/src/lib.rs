@@ -6,6 +6,7 @@ mod error;
 mod fs;
 pub mod lync;
 pub mod mssql;
+mod read;
 mod stream;
 pub mod zip;
 
