@@ -37,7 +37,7 @@ const BLOCKS: usize = 3;
 const ALIGN: usize = 4096;
 
 /// Files read around the page cache at once, at most: each holds `BLOCKS * BLOCK` bytes.
-const MAX_DIRECT: usize = 4;
+const MAX_DIRECT: usize = 2;
 
 static DIRECT_READERS: AtomicUsize = AtomicUsize::new(0);
 
