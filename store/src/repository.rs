@@ -151,6 +151,18 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("cairn"))
 }
 
+/// Asks the kernel to read the whole of `path` into the page cache, in the background. A
+/// missing or unreadable file is left alone: this is only a hint.
+fn read_ahead(path: &Path) {
+    use std::os::fd::AsRawFd;
+    if let Ok(file) = fs::File::open(path) {
+        // SAFETY: a valid descriptor; the call only hints the page cache.
+        unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+        }
+    }
+}
+
 impl Repository {
     /// Creates a repository at `path`, which must not exist or be an empty directory. The
     /// repository is built in a temporary sibling directory and renamed into place, so a
@@ -269,17 +281,22 @@ impl Repository {
             ENCRYPTION_NONE => false,
             other => return Err(not_repo(format!("unknown encryption {other:?} in config"))),
         };
-        let (key, key_name) =
-            Self::load_key(&*backend, options.password, encrypted).map_err(|e| match e {
-                StoreError::NotARepository { reason, .. } => not_repo(reason),
-                other => other,
-            })?;
         let cache_root = match options.cache_dir {
             Some(d) => d.to_owned(),
             None => default_cache_dir()
                 .ok_or_else(|| not_repo("no cache directory: set --cache-dir".into()))?,
         };
         let catalog_dir = cache_root.join(&config.id);
+        // Every blob stored is looked up in the catalog: the disk reads it while the password's
+        // key is derived, rather than page by page as the look-ups first touch it.
+        for name in ["catalog.sqlite", "catalog.sqlite-wal"] {
+            read_ahead(&catalog_dir.join(name));
+        }
+        let (key, key_name) =
+            Self::load_key(&*backend, options.password, encrypted).map_err(|e| match e {
+                StoreError::NotARepository { reason, .. } => not_repo(reason),
+                other => other,
+            })?;
         fs::create_dir_all(&catalog_dir)
             .ctx(|| format!("creating cache directory {}", catalog_dir.display()))?;
         let catalog = Catalog::open(&catalog_dir.join("catalog.sqlite"))?;
