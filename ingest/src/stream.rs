@@ -78,8 +78,13 @@ pub fn store_stream(
             .min(full)
     });
     let mut buf = vec![0u8; start];
+    // buf[done..filled] holds bytes read but not yet stored. It is moved to the front and
+    // topped up only once the cutter needs more than it holds: cutting a full buffer takes
+    // two batches, and moving what a batch left (half the buffer) would copy every byte again.
+    let mut done = 0;
     let mut filled = 0;
     let mut eof = false;
+    let mut more = true;
     let mut builder = ContentBuilder::new();
     // The end of a ZIP archive, where its central directory is.
     let mut zip_tail: Option<Tail> = None;
@@ -87,7 +92,12 @@ pub fn store_stream(
     let mut chunks_new = 0u64;
     let mut save_list = |bytes: Vec<u8>| repo.save_list(bytes);
     loop {
-        while !eof {
+        if more {
+            buf.copy_within(done..filled, 0);
+            filled -= done;
+            done = 0;
+        }
+        while more && !eof {
             if filled == buf.len() {
                 if buf.len() == full {
                     break;
@@ -109,7 +119,7 @@ pub fn store_stream(
                 }
             }
         }
-        let data = &buf[..filled];
+        let data = &buf[done..filled];
         let cutter = cutter.get_or_insert_with(|| match mssql::detect(data) {
             Container::Mtf => StreamCutter::Mtf(Box::new(MtfCutter::new(chunkers.small, chunkers.grouping))),
             Container::Compressed => {
@@ -132,6 +142,8 @@ pub fn store_stream(
         });
         let mut slices: Vec<&[u8]> = Vec::new();
         let mut pos = 0;
+        // Whether the cutter stopped for want of bytes (rather than at the end of a batch).
+        more = true;
         while let Some(n) = cutter.next_cut(&data[pos..], eof) {
             if n == 0 {
                 break;
@@ -139,6 +151,7 @@ pub fn store_stream(
             slices.push(&data[pos..pos + n]);
             pos += n;
             if !eof && pos >= BATCH {
+                more = false;
                 break;
             }
         }
@@ -153,8 +166,7 @@ pub fn store_stream(
         if let Some(tail) = &mut zip_tail {
             tail.push(&data[..pos]);
         }
-        buf.copy_within(pos..filled, 0);
-        filled -= pos;
+        done += pos;
     }
     let content = builder.finish(&mut save_list)?;
     if let Some(StreamCutter::Mtf(m)) = cutter {
