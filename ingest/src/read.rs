@@ -274,8 +274,10 @@ fn read_ahead(
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The file system does not read around its cache after all: through it, then.
-                Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                // Reading around the cache failed (a file system that takes the flag but not
+                // the reads answers EINVAL or EOPNOTSUPP): the same bytes through the cache, and
+                // the rest of the file too. An error there is the file's.
+                Err(_) if direct => {
                     set_direct(file, false);
                     (direct, may_direct) = (false, false);
                 }

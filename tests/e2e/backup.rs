@@ -301,6 +301,47 @@ fn deleting_the_catalog_loses_nothing() {
     assert_same_tree(&src, &target.join("src"));
 }
 
+/// A file large enough to be read around the page cache (64 MiB and up, past its first
+/// 32 MiB), its length not a multiple of the 4 KiB such reads need: stored and restored byte
+/// for byte, and an edit in its middle found on the next night.
+#[test]
+fn a_large_file_read_around_the_page_cache_round_trips_and_an_edit_is_found() {
+    let env = Env::ready();
+    let src = env.dir("src");
+    let noise = data(1 << 20, 5);
+    // 4 KiB blocks, each a counter and 64 words of noise among zeros: distinct, compressible.
+    let mut big = vec![0u8; (80 << 20) + 1234];
+    for (i, block) in big.chunks_mut(4096).enumerate() {
+        let n = block.len().min(72);
+        let mut head = [0u8; 72];
+        head[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let at = (i * 64) % (noise.len() - 64);
+        head[8..].copy_from_slice(&noise[at..at + 64]);
+        block[..n].copy_from_slice(&head[..n]);
+    }
+    let path = src.join("LcsLog_full.bak");
+    fs::write(&path, &big).unwrap();
+    fs::write(src.join("small"), b"small").unwrap();
+    let first = env.backup_json(&[src.to_str().unwrap()]);
+    assert_eq!(first["bytes_read"], big.len() as u64 + 5);
+    let target = env.restore("latest", "first");
+    assert!(fs::read(target.join("src/LcsLog_full.bak")).unwrap() == big);
+
+    // 1 MiB rewritten at 50 MiB, past the part read through the cache.
+    for b in &mut big[50 << 20..51 << 20] {
+        *b ^= 0x5a;
+    }
+    fs::write(&path, &big).unwrap();
+    set_mtime(&path, 1_700_000_000, 0);
+    let second = env.backup_json(&[src.to_str().unwrap()]);
+    assert_eq!(second["files_changed"], 1, "{second}");
+    assert_eq!(second["bytes_read"], big.len() as u64);
+    // The chunks around the edit (at most 4 MiB each, before compression) and metadata.
+    assert!(second["chunks_new"].as_u64().unwrap() <= 4, "{second}");
+    let target = env.restore("latest", "second");
+    assert!(fs::read(target.join("src/LcsLog_full.bak")).unwrap() == big);
+}
+
 /// 1 GiB that compresses well (so the test writes little to a share) but cuts into ~300
 /// distinct chunks (many of them at the 4 MiB maximum: zeros give few cut points): a
 /// counter and random words every 4 KiB, zeros between.
