@@ -12,7 +12,7 @@ use walkdir::WalkDir;
 
 use crate::archiver::{Archiver, Excludes};
 use crate::error::{display, IngestError, Result};
-use crate::read::{SourceFile, PREFETCH};
+use crate::read::{will_need, SourceFile, PREFETCH};
 use crate::stream::store_stream;
 
 /// Starts reading the sources' large files while the repository is being opened (the
@@ -29,7 +29,6 @@ pub fn prefetch(
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
     std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
         const BUDGET: u64 = 256 << 20;
         let mut asked = 0u64;
         for path in paths {
@@ -47,15 +46,7 @@ pub fn prefetch(
                     continue;
                 };
                 let len = meta.len().min(PREFETCH);
-                // SAFETY: a valid descriptor; the call only hints the page cache.
-                unsafe {
-                    libc::posix_fadvise(
-                        file.as_raw_fd(),
-                        0,
-                        len as libc::off_t,
-                        libc::POSIX_FADV_WILLNEED,
-                    );
-                }
+                will_need(&file, 0, len);
                 asked += len;
             }
         }

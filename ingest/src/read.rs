@@ -99,20 +99,26 @@ impl Read for ReadAhead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos + AHEAD / 2 >= self.advised {
             let from = self.advised.max(self.pos);
-            // SAFETY: a valid descriptor; the call only hints the page cache.
-            unsafe {
-                libc::posix_fadvise(
-                    self.file.as_raw_fd(),
-                    from as libc::off_t,
-                    AHEAD as libc::off_t,
-                    libc::POSIX_FADV_WILLNEED,
-                );
-            }
+            will_need(&self.file, from, AHEAD);
             self.advised = from + AHEAD;
         }
         let n = self.file.read(buf)?;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+/// Asks the kernel to read `len` bytes of `file` from `offset` into the page cache, in the
+/// background.
+pub(crate) fn will_need(file: &File, offset: u64, len: u64) {
+    // SAFETY: a valid descriptor; the call only hints the page cache.
+    unsafe {
+        libc::posix_fadvise(
+            file.as_raw_fd(),
+            offset as libc::off_t,
+            len as libc::off_t,
+            libc::POSIX_FADV_WILLNEED,
+        );
     }
 }
 
