@@ -10,11 +10,10 @@
 //! A repository uses one scheme for every object (its `config` says which); the other is
 //! refused, so an attacker cannot downgrade an object to the unencrypted form.
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::aead::{self, NONCE_LEN, TAG_LEN};
 use crate::error::{Result, StoreError};
 
 const SCHEME_MAC: u8 = 0;
@@ -22,8 +21,6 @@ const SCHEME_XCHACHA: u8 = 1;
 const COMPRESSION_NONE: u8 = 0;
 const COMPRESSION_ZSTD: u8 = 1;
 const MAC_LEN: usize = 32;
-const NONCE_LEN: usize = 24;
-const TAG_LEN: usize = 16;
 /// zstd level 3: zstd's own default, about 2.5x on database pages at a few hundred MB/s a core.
 pub const ZSTD_LEVEL: i32 = 3;
 /// zstd level 1: for bulk new data (a first backup), about 1.7x the speed of level 3 for about
@@ -165,10 +162,6 @@ impl MasterKey {
         crate::BlobId(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())
     }
 
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new((&self.enc_key).into())
-    }
-
     /// Wraps `plaintext`, compressing it when `compress` is set and zstd makes it smaller.
     pub fn seal(&self, plaintext: &[u8], compress: bool) -> Vec<u8> {
         self.seal_level(plaintext, compress.then_some(ZSTD_LEVEL))
@@ -201,14 +194,8 @@ impl MasterKey {
             out.extend_from_slice(body);
             if self.encrypted {
                 let (nonce, payload) = out[1..].split_at_mut(NONCE_LEN);
-                let tag = self
-                    .cipher()
-                    .encrypt_in_place_detached(
-                        XNonce::from_slice(nonce),
-                        &[SCHEME_XCHACHA],
-                        payload,
-                    )
-                    .expect("XChaCha20-Poly1305 encrypts any length we produce");
+                let nonce = (&*nonce).try_into().expect("NONCE_LEN bytes");
+                let tag = aead::seal_in_place(&self.enc_key, nonce, &[SCHEME_XCHACHA], payload);
                 out.extend_from_slice(&tag);
             } else {
                 let mac = blake3::keyed_hash(&self.mac_key, &out);
@@ -279,13 +266,9 @@ impl MasterKey {
         }
         let (nonce, rest) = envelope[1..].split_at_mut(NONCE_LEN);
         let (payload, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
-        self.cipher()
-            .decrypt_in_place_detached(
-                XNonce::from_slice(nonce),
-                &[SCHEME_XCHACHA],
-                payload,
-                Tag::from_slice(tag),
-            )
+        let nonce = (&*nonce).try_into().expect("NONCE_LEN bytes");
+        let tag = (&*tag).try_into().expect("TAG_LEN bytes");
+        aead::open_in_place(&self.enc_key, nonce, &[SCHEME_XCHACHA], payload, tag)
             .map_err(|_| corrupt("authentication failed".into()))?;
         Ok(payload)
     }

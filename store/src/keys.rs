@@ -5,11 +5,10 @@
 //! is told apart from a damaged file only by trying every key file.
 
 use argon2::{Algorithm, Argon2, Params, Version};
-use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::aead;
 use crate::envelope::{random_bytes, MasterKey};
 use crate::error::{Result, StoreError};
 
@@ -92,9 +91,9 @@ impl KeyFile {
         let nonce: [u8; 24] = random_bytes();
         let wrapping = params.derive(password, &salt)?;
         let plain = Zeroizing::new(serde_json::to_vec(master).expect("keys serialize"));
-        let sealed = XChaCha20Poly1305::new((&*wrapping).into())
-            .encrypt(XNonce::from_slice(&nonce), plain.as_slice())
-            .expect("XChaCha20-Poly1305 encrypts a key");
+        let mut sealed = plain.to_vec();
+        let tag = aead::seal_in_place(&wrapping, &nonce, b"", &mut sealed);
+        sealed.extend_from_slice(&tag);
         Ok(Self {
             kdf: "argon2id".into(),
             created: now(),
@@ -133,15 +132,18 @@ impl KeyFile {
                 let salt = field(&self.salt, "salt")?;
                 let nonce = field(&self.nonce, "nonce")?;
                 let sealed = field(&self.wrapped, "wrapped key")?;
-                if nonce.len() != 24 {
-                    return Err(StoreError::corrupt(object(), "nonce is not 24 bytes"));
-                }
+                let nonce: [u8; aead::NONCE_LEN] = nonce
+                    .try_into()
+                    .map_err(|_| StoreError::corrupt(object(), "nonce is not 24 bytes"))?;
+                let Some(split) = sealed.len().checked_sub(aead::TAG_LEN) else {
+                    return Err(StoreError::corrupt(object(), "wrapped key is truncated"));
+                };
                 let wrapping = params.derive(password()?.as_bytes(), &salt)?;
-                let plain = Zeroizing::new(
-                    XChaCha20Poly1305::new((&*wrapping).into())
-                        .decrypt(XNonce::from_slice(&nonce), sealed.as_slice())
-                        .map_err(|_| StoreError::WrongPassword)?,
-                );
+                let (body, tag) = sealed.split_at(split);
+                let mut plain = Zeroizing::new(body.to_vec());
+                let tag = tag.try_into().expect("TAG_LEN bytes");
+                aead::open_in_place(&wrapping, &nonce, b"", &mut plain, tag)
+                    .map_err(|_| StoreError::WrongPassword)?;
                 serde_json::from_slice(&plain)
                     .map_err(|e| StoreError::corrupt(object(), e.to_string()))?
             }

@@ -1,6 +1,7 @@
 //! The cairn repository: objects, packs, index segments, the SQLite catalog, snapshots, trees,
 //! locks and restore. Must not use the chunker or ingest crates, nor clap, indicatif or anyhow.
 
+pub mod aead;
 pub mod backend;
 pub mod catalog;
 pub mod check;
