@@ -139,7 +139,7 @@ fn prompt(text: &str, twice: bool) -> Result<Zeroizing<String>, StoreError> {
 /// Argon2id cost of a new key.
 #[derive(clap::Args, Debug, Clone)]
 pub struct KdfArgs {
-    /// Argon2id memory in MiB for the new key (default 64: about 0.5 s per open).
+    /// Argon2id memory in MiB for the new key (default 64: about 0.2 s per open on two cores).
     #[arg(long, value_name = "MIB")]
     pub kdf_memory_mib: Option<u32>,
     /// Argon2id passes for the new key (default 10).

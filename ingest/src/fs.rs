@@ -16,7 +16,7 @@ use crate::read::{will_need, SourceFile, PREFETCH};
 use crate::stream::store_stream;
 
 /// Starts reading the sources' large files while the repository is being opened (the
-/// password's key derivation takes about half a second, the disk would otherwise sit idle):
+/// password's key derivation takes about 0.2 s, the disk would otherwise sit idle):
 /// a thread walks `paths` and asks the kernel for the first [`PREFETCH`] bytes of each regular
 /// file of at least 1 MiB that `excludes` keeps, up to 256 MiB in all. It stops when the
 /// returned guard is dropped.

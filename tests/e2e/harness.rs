@@ -11,7 +11,7 @@ use assert_cmd::Command;
 
 /// The password every test repository gets.
 pub const PASSWORD: &str = "correct horse battery staple";
-/// `init` with an Argon2id cost of 8 MiB and one pass (the default takes about 0.5 s).
+/// `init` with an Argon2id cost of 8 MiB and one pass (the default takes about 0.2 s).
 pub const INIT: [&str; 5] = ["init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"];
 
 pub struct Env {
