@@ -109,7 +109,7 @@ fn main() -> ExitCode {
     // Files are read on rayon's threads, one stream each; hashing and sealing use threads of
     // their own. Four streams keep a disk (or share) busy with concurrent reads on two cores.
     let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(std::thread::available_parallelism().map_or(4, |n| n.get().max(4)))
+        .num_threads(cairn_store::repository::cores().max(4))
         .build_global();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -115,8 +115,14 @@ pub struct Repository {
     added: AtomicU64,
 }
 
-/// The default cache directory: the user's cache directory (`$XDG_CACHE_HOME` or
-/// `~/.cache` on Linux) followed by `cairn`.
+/// The number of cores this process may use, asked once: the standard library reads the
+/// process's cgroup files on every call (three files opened and parsed), which once cost
+/// 45,000 opens on a night's backup that asks for every batch it hashes.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// `f` over `items`, in order, on as many threads as there are cores (the caller's among them).
 ///
 /// Plain scoped threads, not rayon: a rayon worker waiting on a rayon job would pick up other
@@ -124,7 +130,7 @@ pub struct Repository {
 /// files in flight, and memory, would grow without bound. A thread joining scoped threads just
 /// waits.
 pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores();
     if threads < 2 || items.len() < 2 {
         return items.iter().map(&f).collect();
     }
@@ -147,6 +153,8 @@ pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -
     })
 }
 
+/// The default cache directory: the user's cache directory (`$XDG_CACHE_HOME` or
+/// `~/.cache` on Linux) followed by `cairn`.
 pub fn default_cache_dir() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("cairn"))
 }
