@@ -33,6 +33,15 @@ CREATE INDEX blobs_by_pack ON blobs(pack);
 CREATE TABLE snapshots (snapshot_id BLOB PRIMARY KEY, sealed BLOB NOT NULL);
 ";
 
+/// How much of the catalog SQLite reads through a memory map rather than `pread`. A backup
+/// looks up every chunk it cuts, in no order, so without the map nearly every look-up read a
+/// leaf page into SQLite's 2 MB page cache with a system call (160,000 of them on a night of
+/// 1.6 GB; 0.3 s of system CPU). Pages of the map are the kernel's page cache: they count in
+/// the resident size only while in use, and at most this much. The catalog lives on the
+/// local cache disk, where the I/O errors a map turns into signals do not happen in practice;
+/// past this size the rest of the file is read as before.
+const MMAP_SIZE: i64 = 64 << 20;
+
 /// From this many IDs on, [`Catalog::locate_many`] scans the catalog when the IDs are an
 /// eighth of it or more.
 const SCAN_FROM: usize = 10_000;
@@ -107,6 +116,8 @@ impl Catalog {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "mmap_size", MMAP_SIZE)
             .map_err(err)?;
         let mut catalog = Self {
             conn,
@@ -665,6 +676,30 @@ mod tests {
         assert_eq!(c.contains_many(&ids).unwrap(), vec![true, false, false]);
         assert_eq!(c.counts().unwrap(), (2, 1));
         assert_eq!(c.index_files().unwrap(), HashSet::from([s1]));
+    }
+
+    /// The catalog is read through a memory map; another process's writes (here another
+    /// connection's) are seen by a reader that mapped it before, and after they are removed.
+    #[test]
+    fn a_mapped_catalog_sees_another_connections_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        let mut writer = Catalog::open(&path).unwrap();
+        let mut reader = Catalog::open(&path).unwrap();
+        let mapped: i64 = reader
+            .conn
+            .query_row("PRAGMA mmap_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mapped, MMAP_SIZE, "this SQLite build maps files");
+        let ids: Vec<BlobId> = (0..=255).map(|b| BlobId([b; 32])).collect();
+        assert!(reader.contains_many(&ids).unwrap().iter().all(|&k| !k));
+        let all: Vec<u8> = (0..=255).collect();
+        let segment = IndexId([1; 32]);
+        writer.add_segment(&segment, &[pack(10, &all)]).unwrap();
+        assert!(reader.contains_many(&ids).unwrap().iter().all(|&k| k));
+        assert_eq!(reader.locate(&ids[200]).unwrap().unwrap().offset, 208);
+        writer.remove_segment(&segment).unwrap();
+        assert!(reader.contains_many(&ids).unwrap().iter().all(|&k| !k));
     }
 
     #[test]
