@@ -117,12 +117,11 @@ impl Catalog {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        conn.pragma_update(None, "mmap_size", MMAP_SIZE)
-            .map_err(err)?;
         let mut catalog = Self {
             conn,
             path: path.to_owned(),
         };
+        catalog.set_mmap_size(MMAP_SIZE)?;
         catalog.ensure_schema()?;
         Ok(catalog)
     }
@@ -309,10 +308,22 @@ impl Catalog {
                 .query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0))
                 .map_err(|e| self.err(e))?;
             if ids.len() as i64 * 8 >= blobs {
-                return self.in_transaction(|c| c.locate_by_scan(ids));
+                // A scan reads the catalog once, in order: through the map every page of it
+                // would stay resident (22 MB of a restore's peak at 1.6 GB of data), through
+                // the page cache only SQLite's 2 MB are.
+                self.set_mmap_size(0)?;
+                let found = self.in_transaction(|c| c.locate_by_scan(ids));
+                self.set_mmap_size(MMAP_SIZE)?;
+                return found;
             }
         }
         self.in_transaction(|c| ids.iter().map(|id| c.locate(id)).collect())
+    }
+
+    fn set_mmap_size(&self, bytes: i64) -> Result<()> {
+        self.conn
+            .pragma_update(None, "mmap_size", bytes)
+            .map_err(|e| self.err(e))
     }
 
     /// [`Catalog::locate_many`] for a large share of the catalog (a restore): one scan of the
