@@ -25,6 +25,11 @@ use crate::tree::{decode_list, Content, ContentEntry, Tree};
 /// An index segment is written once this many packs are waiting for one (4 GiB of packs), so
 /// that a long backup's new blobs become known to the catalog and leave memory.
 const PACKS_PER_SEGMENT: usize = 256;
+/// ... or once this many blobs are (about 300 MB of database pages). Whatever waits at the end
+/// is encoded, written and added to the catalog on one thread after the data is done: with
+/// packs alone as the measure, a first backup of 1.6 GB (64 packs, 180,000 blobs) ended with
+/// half a second of one core inserting them all. Prune and repair consolidate segments.
+const BLOBS_PER_SEGMENT: usize = 32_768;
 
 /// Directories of a repository, besides the 256 `data/xx` pack directories.
 const DIRS: [&str; 5] = ["data", "index", "keys", "locks", "snapshots"];
@@ -654,7 +659,8 @@ impl Repository {
         let ready = {
             let mut session = self.session.lock().expect("session mutex");
             session.unindexed.push(IndexedPack { id, size, entries });
-            if session.unindexed.len() >= PACKS_PER_SEGMENT {
+            let blobs: usize = session.unindexed.iter().map(|p| p.entries.len()).sum();
+            if session.unindexed.len() >= PACKS_PER_SEGMENT || blobs >= BLOBS_PER_SEGMENT {
                 std::mem::take(&mut session.unindexed)
             } else {
                 Vec::new()
