@@ -27,6 +27,8 @@ fn many_small_blobs_are_indexed_before_the_flush() {
     repo.flush().unwrap();
     assert_eq!(segments(&path), 2, "the rest at the flush");
     // Every blob is found through the catalog, whichever segment lists it.
-    let ids: Vec<_> = (0..50_000u64).map(|s| repo.blob_id(&bytes(1024, s))).collect();
+    let ids: Vec<_> = (0..50_000u64)
+        .map(|s| repo.blob_id(&bytes(1024, s)))
+        .collect();
     assert!(repo.locate_many(&ids).unwrap().iter().all(Option::is_some));
 }
