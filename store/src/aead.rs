@@ -4,7 +4,7 @@
 //!
 //! The AEAD itself is ring's (assembly with AVX2 on x86-64), about twice the speed of the
 //! portable implementation on the ~9 KiB objects a repository is made of (`cargo bench --bench
-//! micro -- seal`). The construction is the standard one, so objects sealed by either read back
+//! micro -- aead`). The construction is the standard one, so objects sealed by either read back
 //! with the other (tested below against an independent implementation and the draft's vector).
 
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};

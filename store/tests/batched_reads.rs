@@ -6,7 +6,7 @@ mod common;
 use cairn_store::{
     BlobId, BlobKind, Content, ContentBuilder, ContentEntry, Repository, StoreError,
 };
-use common::{bytes, init_options, open_options};
+use common::{bytes, new_repo};
 
 /// Stores `count` chunks of 8 KiB (chunk `i` has seed `seeds(i)`) and their chunk lists;
 /// returns the content.
@@ -26,9 +26,7 @@ fn content(repo: &Repository, count: u64, seeds: impl Fn(u64) -> u64) -> Content
 #[test]
 fn batched_loads_match_single_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("repo");
-    Repository::init(&path, &init_options()).unwrap();
-    let repo = Repository::open(&path, &open_options(&dir.path().join("cache"))).unwrap();
+    let repo = new_repo(dir.path());
     // 12,000 chunks of 8 KiB fill several packs and need at least two levels of lists: a
     // list is cut where an entry's ID says so (1 in 32) and always at 256 entries, so about
     // 375 lists hold the chunks and the level above them is cut at least once, whatever the

@@ -3,8 +3,8 @@
 
 mod common;
 
-use cairn_store::{BlobKind, Repository};
-use common::{bytes, init_options, open_options};
+use cairn_store::BlobKind;
+use common::{bytes, new_repo};
 
 fn segments(repo: &std::path::Path) -> usize {
     std::fs::read_dir(repo.join("index")).unwrap().count()
@@ -13,9 +13,8 @@ fn segments(repo: &std::path::Path) -> usize {
 #[test]
 fn many_small_blobs_are_indexed_before_the_flush() {
     let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
     let path = dir.path().join("repo");
-    Repository::init(&path, &init_options()).unwrap();
-    let repo = Repository::open(&path, &open_options(&dir.path().join("cache"))).unwrap();
     // 50,000 incompressible blobs of 1 KiB fill three 16 MiB packs (about 15,000 blobs each):
     // far from the 256 packs that also start a segment, past the 32,768 blobs.
     for batch in 0..50u64 {

@@ -26,6 +26,13 @@ pub fn open_options(cache: &Path) -> OpenOptions<'_> {
     }
 }
 
+/// A new repository at `dir/repo` (its cache in `dir/cache`), opened.
+pub fn new_repo(dir: &Path) -> cairn_store::Repository {
+    let path = dir.join("repo");
+    cairn_store::Repository::init(&path, &init_options()).unwrap();
+    cairn_store::Repository::open(&path, &open_options(&dir.join("cache"))).unwrap()
+}
+
 /// Options of an encrypted repository with the default chunker and a fast key derivation.
 pub fn init_options() -> InitOptions {
     InitOptions {
