@@ -15,7 +15,7 @@ use crate::index::IndexedPack;
 use crate::pack::BlobKind;
 
 /// Bumped whenever the schema changes; an older catalog is dropped and rebuilt.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -28,6 +28,7 @@ CREATE INDEX index_packs_by_pack ON index_packs(pack);
 CREATE TABLE blobs (
     blob_id BLOB NOT NULL, pack INTEGER NOT NULL, kind INTEGER NOT NULL,
     offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_len INTEGER NOT NULL,
+    start INTEGER NOT NULL, stored INTEGER NOT NULL,
     PRIMARY KEY (blob_id, pack)) WITHOUT ROWID;
 CREATE INDEX blobs_by_pack ON blobs(pack);
 CREATE TABLE snapshots (snapshot_id BLOB PRIMARY KEY, sealed BLOB NOT NULL);
@@ -56,7 +57,8 @@ pub struct PackUsage {
     pub blobs: u64,
 }
 
-/// Where one copy of a blob lives.
+/// Where one copy of a blob lives: its frame (`offset`, `length`), its place in the frame's
+/// plaintext (`start`, `raw_len`), and its share of the frame's stored bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobLocation {
     pub pack: PackId,
@@ -64,6 +66,8 @@ pub struct BlobLocation {
     pub offset: u64,
     pub length: u64,
     pub raw_len: u64,
+    pub start: u64,
+    pub stored: u64,
 }
 
 impl BlobLocation {
@@ -75,8 +79,34 @@ impl BlobLocation {
             offset: self.offset,
             length: self.length,
             raw_len: self.raw_len,
+            start: self.start,
         }
     }
+}
+
+/// The columns of a location, after the pack: as [`location_from`] reads them.
+const LOCATION_COLUMNS: &str =
+    "blobs.kind, blobs.offset, blobs.length, blobs.raw_len, blobs.start, blobs.stored";
+
+/// Reads the [`LOCATION_COLUMNS`] from column `first` of `row` on.
+fn location_from(
+    row: &rusqlite::Row<'_>,
+    first: usize,
+    pack: PackId,
+) -> rusqlite::Result<Option<BlobLocation>> {
+    let u = |i: usize| row.get::<_, i64>(first + i).map(|v| v as u64);
+    let Some(kind) = BlobKind::from_code(row.get::<_, u8>(first)?) else {
+        return Ok(None);
+    };
+    Ok(Some(BlobLocation {
+        pack,
+        kind,
+        offset: u(1)?,
+        length: u(2)?,
+        raw_len: u(3)?,
+        start: u(4)?,
+        stored: u(5)?,
+    }))
 }
 
 pub struct Catalog {
@@ -215,8 +245,9 @@ impl Catalog {
                 .map_err(e)?;
             let mut add_blob = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO blobs (blob_id, pack, kind, offset, length, raw_len)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT OR IGNORE INTO blobs
+                         (blob_id, pack, kind, offset, length, raw_len, start, stored)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(e)?;
             let mut blobs = Vec::with_capacity(packs.iter().map(|p| p.entries.len()).sum());
@@ -226,12 +257,18 @@ impl Catalog {
                     .map_err(e)?;
                 let row: i64 = pack_row.query_row([&p.id.0], |r| r.get(0)).map_err(e)?;
                 link.execute(params![index_row, row]).map_err(e)?;
-                blobs.extend(p.entries.iter().map(|b| (b, row)));
+                let shares = crate::pack::stored_shares(&p.entries);
+                blobs.extend(
+                    p.entries
+                        .iter()
+                        .zip(shares)
+                        .map(|(b, share)| (b, share, row)),
+                );
             }
             // In key order, each insert lands next to the one before: the B-tree's pages are
             // filled one after another instead of every insert touching a random one.
-            blobs.sort_unstable_by_key(|(b, row)| (b.id, *row));
-            for (b, row) in blobs {
+            blobs.sort_unstable_by_key(|(b, _, row)| (b.id, *row));
+            for (b, share, row) in blobs {
                 add_blob
                     .execute(params![
                         &b.id.0,
@@ -239,7 +276,9 @@ impl Catalog {
                         b.kind.code(),
                         to_i64(b.offset),
                         to_i64(b.length),
-                        to_i64(b.raw_len)
+                        to_i64(b.raw_len),
+                        to_i64(b.start),
+                        to_i64(share)
                     ])
                     .map_err(e)?;
             }
@@ -348,10 +387,12 @@ impl Catalog {
         let mut out = vec![None; ids.len()];
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT blob_id, pack, kind, offset, length, raw_len FROM blobs ORDER BY blob_id",
-            )
+            .prepare(&format!(
+                "SELECT blobs.blob_id, blobs.pack, {LOCATION_COLUMNS} FROM blobs ORDER BY blob_id"
+            ))
             .map_err(|e| self.err(e))?;
+        let corrupt =
+            |why: &str| StoreError::corrupt(format!("catalog {}", self.path.display()), why);
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
         let mut at = 0;
         while at < order.len() {
@@ -369,19 +410,11 @@ impl Catalog {
             while k < order.len() && ids[order[k]].0.as_slice() == id {
                 if out[order[k]].is_none() {
                     let pack: i64 = row.get(1).map_err(|e| self.err(e))?;
-                    let kind: u8 = row.get(2).map_err(|e| self.err(e))?;
-                    let corrupt = |why: &str| {
-                        StoreError::corrupt(format!("catalog {}", self.path.display()), why)
-                    };
-                    out[order[k]] = Some(BlobLocation {
-                        pack: *packs
-                            .get(&pack)
-                            .ok_or_else(|| corrupt("blob of an unknown pack"))?,
-                        kind: BlobKind::from_code(kind).ok_or_else(|| corrupt("bad blob kind"))?,
-                        offset: row.get::<_, i64>(3).map_err(|e| self.err(e))? as u64,
-                        length: row.get::<_, i64>(4).map_err(|e| self.err(e))? as u64,
-                        raw_len: row.get::<_, i64>(5).map_err(|e| self.err(e))? as u64,
-                    });
+                    let pack = *packs
+                        .get(&pack)
+                        .ok_or_else(|| corrupt("blob of an unknown pack"))?;
+                    let loc = location_from(row, 2, pack).map_err(|e| self.err(e))?;
+                    out[order[k]] = Some(loc.ok_or_else(|| corrupt("bad blob kind"))?);
                 }
                 k += 1;
             }
@@ -392,36 +425,24 @@ impl Catalog {
     pub fn locate(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT packs.pack_id, blobs.kind, blobs.offset, blobs.length, blobs.raw_len
+            .prepare_cached(&format!(
+                "SELECT packs.pack_id, {LOCATION_COLUMNS}
                  FROM blobs JOIN packs ON packs.id = blobs.pack
-                 WHERE blobs.blob_id = ?1 LIMIT 1",
-            )
-            .map_err(|e| self.err(e))?;
-        stmt.query_row([&id.0], |r| {
-            Ok((
-                r.get::<_, [u8; 32]>(0)?,
-                r.get::<_, u8>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
+                 WHERE blobs.blob_id = ?1 LIMIT 1"
             ))
-        })
-        .optional()
-        .map_err(|e| self.err(e))?
-        .map(|(pack, kind, offset, length, raw_len)| {
-            let kind = BlobKind::from_code(kind).ok_or_else(|| {
-                StoreError::corrupt(format!("catalog {}", self.path.display()), "bad blob kind")
-            })?;
-            Ok(BlobLocation {
-                pack: PackId(pack),
-                kind,
-                offset: offset as u64,
-                length: length as u64,
-                raw_len: raw_len as u64,
-            })
-        })
-        .transpose()
+            .map_err(|e| self.err(e))?;
+        let found = stmt
+            .query_row([&id.0], |r| location_from(r, 1, PackId(r.get(0)?)))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match found {
+            None => Ok(None),
+            Some(None) => Err(StoreError::corrupt(
+                format!("catalog {}", self.path.display()),
+                "bad blob kind",
+            )),
+            Some(loc) => Ok(loc),
+        }
     }
 
     pub fn snapshot_ids(&self) -> Result<HashSet<SnapshotId>> {
@@ -479,40 +500,27 @@ impl Catalog {
         rows.map(|r| r.map_err(|e| self.err(e))).collect()
     }
 
-    /// The blobs the index says a pack holds, in offset order.
+    /// The blobs the index says a pack holds, in offset order (a frame's in `start` order).
     pub fn pack_entries(&self, pack: &PackId) -> Result<Vec<crate::pack::PackEntry>> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT blobs.blob_id, blobs.kind, blobs.offset, blobs.length, blobs.raw_len
+            .prepare_cached(&format!(
+                "SELECT blobs.blob_id, {LOCATION_COLUMNS}
                  FROM blobs JOIN packs ON packs.id = blobs.pack
-                 WHERE packs.pack_id = ?1 ORDER BY blobs.offset",
-            )
+                 WHERE packs.pack_id = ?1 ORDER BY blobs.offset, blobs.start"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([&pack.0], |r| {
-                Ok((
-                    r.get::<_, [u8; 32]>(0)?,
-                    r.get::<_, u8>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
+                let id = BlobId(r.get(0)?);
+                Ok(location_from(r, 1, *pack)?.map(|l| l.entry(id)))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, kind, offset, length, raw_len) = row.map_err(|e| self.err(e))?;
-            let kind = BlobKind::from_code(kind).ok_or_else(|| {
+            out.push(row.map_err(|e| self.err(e))?.ok_or_else(|| {
                 StoreError::corrupt(format!("catalog {}", self.path.display()), "bad blob kind")
-            })?;
-            out.push(crate::pack::PackEntry {
-                kind,
-                id: BlobId(id),
-                offset: offset as u64,
-                length: length as u64,
-                raw_len: raw_len as u64,
-            });
+            })?);
         }
         Ok(out)
     }
@@ -560,7 +568,7 @@ impl Catalog {
             .conn
             .prepare_cached(
                 "SELECT packs.pack_id, packs.size,
-                        coalesce(sum(CASE WHEN live.pack = packs.id THEN blobs.length END), 0),
+                        coalesce(sum(CASE WHEN live.pack = packs.id THEN blobs.stored END), 0),
                         count(CASE WHEN live.pack = packs.id THEN 1 END),
                         count(blobs.blob_id)
                  FROM packs LEFT JOIN blobs ON blobs.pack = packs.id
@@ -666,9 +674,53 @@ mod tests {
                     offset: 8 + u64::from(b),
                     length: 10,
                     raw_len: 20,
+                    start: 0,
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn frame_members_are_located_with_their_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let member = |b: u8, start: u64, raw_len: u64| PackEntry {
+            kind: BlobKind::Data,
+            id: BlobId([b; 32]),
+            offset: 8,
+            length: 90,
+            raw_len,
+            start,
+        };
+        let packed = IndexedPack {
+            id: PackId([7; 32]),
+            size: 200,
+            entries: vec![member(1, 0, 100), member(2, 100, 200)],
+        };
+        c.add_segment(&IndexId([1; 32]), &[packed]).unwrap();
+        let second = c.locate(&BlobId([2; 32])).unwrap().unwrap();
+        assert_eq!(
+            (
+                second.offset,
+                second.length,
+                second.start,
+                second.raw_len,
+                second.stored
+            ),
+            (8, 90, 100, 200, 60)
+        );
+        assert_eq!(second.entry(BlobId([2; 32])), member(2, 100, 200));
+        assert_eq!(c.locate(&BlobId([1; 32])).unwrap().unwrap().stored, 30);
+        let listed = c.pack_entries(&PackId([7; 32])).unwrap();
+        assert_eq!(listed, vec![member(1, 0, 100), member(2, 100, 200)]);
+        // Prune counts a live blob's share of its frame.
+        c.live_reset().unwrap();
+        c.live_insert(&[BlobId([2; 32])]).unwrap();
+        let usage = c.pack_usage().unwrap();
+        assert_eq!(
+            (usage[0].live_bytes, usage[0].live_blobs, usage[0].blobs),
+            (60, 1, 2)
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::error::{Result, StoreError};
 use crate::id::{BlobId, PackId, SnapshotId, TreeId};
 use crate::pack::pack_path;
-use crate::repository::Repository;
+use crate::repository::{Frame, Repository};
 use crate::tree::{decode_list, Content, NodeKind};
 
 /// Which packs `--read-data` reads.
@@ -187,7 +187,7 @@ impl Checker<'_> {
 
     /// Reads a whole pack once and verifies every blob in it.
     fn read_pack(&mut self, pack: &PackId, entries: &[crate::pack::PackEntry]) -> Result<()> {
-        let bytes = match self.repo.backend().read(&pack_path(pack)) {
+        let mut bytes = match self.repo.backend().read(&pack_path(pack)) {
             Ok(b) => b,
             Err(e) => {
                 let p = self.problem("pack", format!("pack {pack}"), format!("unreadable: {e}"));
@@ -197,10 +197,14 @@ impl Checker<'_> {
         };
         self.report.packs_read += 1;
         self.report.bytes_read += bytes.len() as u64;
+        let mut frame = Frame::default();
         for e in entries {
             self.report.blobs_read += 1;
-            let result = match e.envelope(&bytes) {
-                Some(envelope) => self.repo.verify_blob_bytes(pack, e, envelope),
+            let result = match e.envelope_mut(&mut bytes) {
+                Some(envelope) => self
+                    .repo
+                    .open_blob_in(pack, e, envelope, &mut frame)
+                    .map(drop),
                 None => Err(StoreError::corrupt(
                     format!("pack {pack} blob {}", e.id),
                     "lies outside the pack",

@@ -2,8 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The repository format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The repository format version this build writes into new repositories. It reads and
+/// writes version 1 repositories too, as version 1 (their packs hold one blob per frame), so
+/// that the builds that made them keep reading them.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build opens.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// Content-defined chunking sizes, stored so that every client cuts alike. The store only
 /// keeps the numbers; the chunker validates them.

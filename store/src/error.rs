@@ -16,9 +16,13 @@ pub enum StoreError {
     #[error("{path}: already exists and is not empty")]
     AlreadyExists { path: PathBuf },
     #[error(
-        "repository format version {found} is not supported (this build reads version {supported})"
+        "repository format version {found} is not supported (this build reads versions {oldest} to {newest})"
     )]
-    UnsupportedVersion { found: u32, supported: u32 },
+    UnsupportedVersion {
+        found: u32,
+        oldest: u32,
+        newest: u32,
+    },
     #[error("repository is locked: {holder}")]
     Locked { holder: String },
     #[error("wrong password: no key file of the repository opens with it")]

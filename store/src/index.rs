@@ -1,17 +1,15 @@
 //! Index segments: which blobs each pack holds. Written after the packs they name.
 //!
 //! ```text
-//! segment = version:u8 (1) ‖ packs:u32 ‖ (pack id:32 ‖ pack size:u64 ‖ count:u32 ‖ entry*)*
+//! segment = version:u8 ‖ packs:u32 ‖ (pack id:32 ‖ pack size:u64 ‖ count:u32 ‖ entry*)*
 //! ```
-//! (`entry` as in the pack trailer.) The file is sealed in an envelope and named after the
+//! (`version` and `entry` as in the pack trailer: 1 without `start`, 2 with.) The file is sealed in an envelope and named after the
 //! blake3 hash of its bytes.
 
 use crate::envelope::MasterKey;
 use crate::error::Result;
 use crate::id::{IndexId, PackId};
 use crate::pack::{encode_entry, Cursor, PackEntry};
-
-const SEGMENT_VERSION: u8 = 1;
 
 /// One pack as listed in an index segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,16 +23,16 @@ pub fn index_path(id: &IndexId) -> String {
     format!("index/{id}")
 }
 
-/// Serializes and seals a segment; returns its ID and file bytes.
-pub fn encode_segment(key: &MasterKey, packs: &[IndexedPack]) -> (IndexId, Vec<u8>) {
-    let mut plain = vec![SEGMENT_VERSION];
+/// Serializes and seals a segment in entry layout `version`; returns its ID and file bytes.
+pub fn encode_segment(key: &MasterKey, packs: &[IndexedPack], version: u8) -> (IndexId, Vec<u8>) {
+    let mut plain = vec![version];
     plain.extend_from_slice(&(packs.len() as u32).to_le_bytes());
     for p in packs {
         plain.extend_from_slice(&p.id.0);
         plain.extend_from_slice(&p.size.to_le_bytes());
         plain.extend_from_slice(&(p.entries.len() as u32).to_le_bytes());
         for e in &p.entries {
-            encode_entry(&mut plain, e);
+            encode_entry(&mut plain, e, version);
         }
     }
     let sealed = key.seal(&plain, true);
@@ -46,16 +44,13 @@ pub fn decode_segment(key: &MasterKey, id: &IndexId, bytes: &[u8]) -> Result<Vec
     let object = || format!("index segment {id}");
     let plain = key.open(bytes, &object)?;
     let mut c = Cursor::new(&plain, &object);
-    let version = c.u8()?;
-    if version != SEGMENT_VERSION {
-        return Err(c.corrupt(format!("unknown segment version {version}")));
-    }
+    let version = c.entry_version("segment")?;
     let count = c.u32()?;
     let mut packs = Vec::new();
     for _ in 0..count {
         let id = PackId(c.id()?);
         let size = c.u64()?;
-        let entries = c.entries()?;
+        let entries = c.entries(version)?;
         packs.push(IndexedPack { id, size, entries });
     }
     if !c.finished() {
@@ -82,10 +77,15 @@ mod tests {
                 offset: 8,
                 length: 100,
                 raw_len: 300,
+                start: 0,
             }],
         }];
-        let (id, bytes) = encode_segment(&key, &packs);
+        let (id, bytes) = encode_segment(&key, &packs, 1);
         assert_eq!(decode_segment(&key, &id, &bytes).unwrap(), packs);
+        let mut framed = packs.clone();
+        framed[0].entries[0].start = 700;
+        let (id2, bytes2) = encode_segment(&key, &framed, 2);
+        assert_eq!(decode_segment(&key, &id2, &bytes2).unwrap(), framed);
         let mut bad = bytes.clone();
         bad[3] ^= 1;
         let err = decode_segment(&key, &id, &bad).unwrap_err().to_string();

@@ -1,11 +1,16 @@
-//! Pack files: many sealed blobs, then a sealed trailer listing them, so that the index can
-//! always be rebuilt from the packs alone.
+//! Pack files: many sealed frames of blobs, then a sealed trailer listing the blobs, so that
+//! the index can always be rebuilt from the packs alone.
 //!
 //! ```text
-//! pack    = "CAIRNPK1" ‖ blob envelope* ‖ trailer envelope ‖ trailer_len:u32 LE ‖ "CAIRNPKT"
-//! trailer = version:u8 (1) ‖ count:u32 ‖ entry*
-//! entry   = kind:u8 ‖ blob id:32 ‖ offset:u64 ‖ length:u64 ‖ raw_len:u64     (57 bytes)
+//! pack    = "CAIRNPK1" ‖ frame envelope* ‖ trailer envelope ‖ trailer_len:u32 LE ‖ "CAIRNPKT"
+//! trailer = version:u8 ‖ count:u32 ‖ entry*
+//! entry   = kind:u8 ‖ blob id:32 ‖ offset:u64 ‖ length:u64 ‖ raw_len:u64     (version 1: 57 bytes)
+//!           ‖ start:u64                                                    (version 2: 65 bytes)
 //! ```
+//!
+//! A frame is one envelope holding one blob's plaintext or, in format 2, several blobs'
+//! plaintexts one after the other: compressing them together finds more repeats and builds
+//! zstd's tables once. `offset`/`length` locate the frame, `start` the blob in its plaintext.
 
 use std::sync::Arc;
 
@@ -17,8 +22,16 @@ use crate::id::{BlobId, PackId};
 pub const PACK_MAGIC: &[u8; 8] = b"CAIRNPK1";
 pub const FOOTER_MAGIC: &[u8; 8] = b"CAIRNPKT";
 const FOOTER_LEN: u64 = 12;
-const TRAILER_VERSION: u8 = 1;
-const ENTRY_LEN: usize = 57;
+/// The trailer and index entry layout of each format: version 1 has no `start` (every frame
+/// holds one blob).
+pub const ENTRY_VERSIONS: std::ops::RangeInclusive<u8> = 1..=2;
+const fn entry_len(version: u8) -> usize {
+    if version == 1 {
+        57
+    } else {
+        65
+    }
+}
 /// Packs are closed once they reach 16 MiB: few enough files for a network share, small enough
 /// that repacking one during prune is cheap.
 pub const PACK_TARGET_SIZE: usize = 16 << 20;
@@ -47,7 +60,8 @@ impl BlobKind {
     }
 }
 
-/// Where a blob lies inside its pack.
+/// Where a blob lies inside its pack: the frame's envelope (`offset`, `length`) and the blob's
+/// place in the frame's plaintext (`start`, `raw_len`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackEntry {
     pub kind: BlobKind,
@@ -55,14 +69,53 @@ pub struct PackEntry {
     pub offset: u64,
     pub length: u64,
     pub raw_len: u64,
+    pub start: u64,
+}
+
+/// One blob of a frame about to be written: its ID, plaintext size and place in the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub id: BlobId,
+    pub raw_len: u64,
+    pub start: u64,
+}
+
+/// Each entry's share of the stored bytes: a frame's length split between its blobs in
+/// proportion to their plaintext (what prune frees by dropping one, and what growth reports).
+/// The shares of a frame add up to its length.
+pub fn stored_shares(entries: &[PackEntry]) -> Vec<u64> {
+    let mut raw_of_frame: std::collections::HashMap<u64, (u64, usize)> = Default::default();
+    for e in entries {
+        let f = raw_of_frame.entry(e.offset).or_default();
+        f.0 += e.raw_len;
+        f.1 += 1;
+    }
+    let mut given: std::collections::HashMap<u64, (u64, usize)> = Default::default();
+    entries
+        .iter()
+        .map(|e| {
+            let (raw, members) = raw_of_frame[&e.offset];
+            let g = given.entry(e.offset).or_default();
+            g.1 += 1;
+            let share = if g.1 == members {
+                e.length - g.0.min(e.length) // the last takes what rounding left
+            } else if raw == 0 {
+                0
+            } else {
+                (u128::from(e.length) * u128::from(e.raw_len) / u128::from(raw)) as u64
+            };
+            g.0 += share;
+            share
+        })
+        .collect()
 }
 
 impl PackEntry {
-    /// This blob's envelope within a whole pack's bytes; `None` when it lies outside them.
-    pub fn envelope<'a>(&self, pack: &'a [u8]) -> Option<&'a [u8]> {
+    /// This blob's frame envelope within a whole pack's bytes; `None` when it lies outside them.
+    pub fn envelope_mut<'a>(&self, pack: &'a mut [u8]) -> Option<&'a mut [u8]> {
         let start = usize::try_from(self.offset).ok()?;
         let end = usize::try_from(self.offset.checked_add(self.length)?).ok()?;
-        pack.get(start..end)
+        pack.get_mut(start..end)
     }
 }
 
@@ -117,27 +170,29 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Appends a blob's envelope; the pack file is created with the first.
+    /// Appends a frame's envelope holding `members`; the pack file is created with the first.
     pub fn add(
         &mut self,
         backend: &Arc<dyn Backend>,
         kind: BlobKind,
-        id: BlobId,
-        raw_len: u64,
+        members: &[Member],
         envelope: &[u8],
     ) -> Result<()> {
         if self.file.is_none() {
-            // Creates the file and writes the magic: the first blob's offset follows it.
+            // Creates the file and writes the magic: the first frame's offset follows it.
             self.append(backend, &[])?;
         }
-        self.entries.push(PackEntry {
+        let offset = self.len;
+        self.append(backend, envelope)?;
+        self.entries.extend(members.iter().map(|m| PackEntry {
             kind,
-            id,
-            offset: self.len,
+            id: m.id,
+            offset,
             length: envelope.len() as u64,
-            raw_len,
-        });
-        self.append(backend, envelope)
+            raw_len: m.raw_len,
+            start: m.start,
+        }));
+        Ok(())
     }
 
     /// The blobs added so far.
@@ -157,9 +212,15 @@ impl PackWriter {
         self.len >= PACK_TARGET_SIZE as u64
     }
 
-    /// Appends the trailer; the pack is then named by the hash of all its bytes.
-    pub fn finish(mut self, backend: &Arc<dyn Backend>, key: &MasterKey) -> Result<FinishedPack> {
-        let trailer = key.seal(&encode_entries(&self.entries), true);
+    /// Appends the trailer (entries of layout `version`); the pack is then named by the hash
+    /// of all its bytes.
+    pub fn finish(
+        mut self,
+        backend: &Arc<dyn Backend>,
+        key: &MasterKey,
+        version: u8,
+    ) -> Result<FinishedPack> {
+        let trailer = key.seal(&encode_entries(&self.entries, version), true);
         let mut tail = trailer;
         let trailer_len = tail.len() as u32;
         tail.extend_from_slice(&trailer_len.to_le_bytes());
@@ -174,23 +235,32 @@ impl PackWriter {
     }
 }
 
-/// Serializes entries as the trailer plaintext.
-pub fn encode_entries(entries: &[PackEntry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + entries.len() * ENTRY_LEN);
-    out.push(TRAILER_VERSION);
+/// Serializes entries as the trailer plaintext, in entry layout `version`.
+pub fn encode_entries(entries: &[PackEntry], version: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + entries.len() * entry_len(version));
+    out.push(version);
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for e in entries {
-        encode_entry(&mut out, e);
+        encode_entry(&mut out, e, version);
     }
     out
 }
 
-pub(crate) fn encode_entry(out: &mut Vec<u8>, e: &PackEntry) {
+/// Writes one entry in layout `version`. Version 1 has no `start`: its writers never put two
+/// blobs in one frame.
+pub(crate) fn encode_entry(out: &mut Vec<u8>, e: &PackEntry, version: u8) {
+    debug_assert!(
+        version >= 2 || e.start == 0,
+        "version 1 frames hold one blob"
+    );
     out.push(e.kind.code());
     out.extend_from_slice(&e.id.0);
     out.extend_from_slice(&e.offset.to_le_bytes());
     out.extend_from_slice(&e.length.to_le_bytes());
     out.extend_from_slice(&e.raw_len.to_le_bytes());
+    if version >= 2 {
+        out.extend_from_slice(&e.start.to_le_bytes());
+    }
 }
 
 /// A bounds-checked little-endian reader over a decoded object.
@@ -243,10 +313,19 @@ impl<'a> Cursor<'a> {
         StoreError::corrupt((self.object)(), reason)
     }
 
-    /// Reads `count:u32 ‖ entry*`.
-    pub fn entries(&mut self) -> Result<Vec<PackEntry>> {
+    /// Reads a version byte and checks it is a known entry layout.
+    pub fn entry_version(&mut self, what: &str) -> Result<u8> {
+        let version = self.u8()?;
+        if !ENTRY_VERSIONS.contains(&version) {
+            return Err(self.corrupt(format!("unknown {what} version {version}")));
+        }
+        Ok(version)
+    }
+
+    /// Reads `count:u32 ‖ entry*` in entry layout `version`.
+    pub fn entries(&mut self, version: u8) -> Result<Vec<PackEntry>> {
         let count = self.u32()? as usize;
-        if count > (self.data.len() - self.pos) / ENTRY_LEN {
+        if count > (self.data.len() - self.pos) / entry_len(version) {
             return Err(self.corrupt(format!("entry count {count} exceeds the object's size")));
         }
         let mut entries = Vec::with_capacity(count);
@@ -260,6 +339,7 @@ impl<'a> Cursor<'a> {
                 offset: self.u64()?,
                 length: self.u64()?,
                 raw_len: self.u64()?,
+                start: if version >= 2 { self.u64()? } else { 0 },
             });
         }
         Ok(entries)
@@ -269,11 +349,8 @@ impl<'a> Cursor<'a> {
 /// Parses trailer plaintext.
 pub fn decode_entries(data: &[u8], object: &dyn Fn() -> String) -> Result<Vec<PackEntry>> {
     let mut c = Cursor::new(data, object);
-    let version = c.u8()?;
-    if version != TRAILER_VERSION {
-        return Err(c.corrupt(format!("unknown trailer version {version}")));
-    }
-    let entries = c.entries()?;
+    let version = c.entry_version("trailer")?;
+    let entries = c.entries(version)?;
     if !c.finished() {
         return Err(c.corrupt("trailing bytes after the entries"));
     }
@@ -341,16 +418,15 @@ mod tests {
         let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir));
         let mut w = PackWriter::new();
         for b in blobs {
-            w.add(
-                &backend,
-                BlobKind::Data,
-                key.blob_id(b),
-                b.len() as u64,
-                &key.seal(b, true),
-            )
-            .unwrap();
+            let member = Member {
+                id: key.blob_id(b),
+                raw_len: b.len() as u64,
+                start: 0,
+            };
+            w.add(&backend, BlobKind::Data, &[member], &key.seal(b, true))
+                .unwrap();
         }
-        let pack = w.finish(&backend, key).unwrap();
+        let pack = w.finish(&backend, key, 2).unwrap();
         std::fs::create_dir_all(dir.join(pack_path(&pack.id)).parent().unwrap()).unwrap();
         let (id, _, entries) = pack.commit().unwrap();
         let bytes = std::fs::read(dir.join(pack_path(&id))).unwrap();
@@ -379,6 +455,49 @@ mod tests {
                 prop_assert_eq!(e.id, key.blob_id(b));
             }
         }
+    }
+
+    fn entry(offset: u64, length: u64, raw_len: u64, start: u64) -> PackEntry {
+        PackEntry {
+            kind: BlobKind::Data,
+            id: BlobId([offset as u8 ^ start as u8; 32]),
+            offset,
+            length,
+            raw_len,
+            start,
+        }
+    }
+
+    #[test]
+    fn both_entry_layouts_read_back() {
+        let single = vec![entry(8, 100, 300, 0), entry(108, 50, 40, 0)];
+        let framed = vec![entry(8, 100, 300, 0), entry(8, 100, 200, 300)];
+        let name = || "trailer".to_string();
+        for (entries, version, len) in [(&single, 1, 5 + 2 * 57), (&framed, 2, 5 + 2 * 65)] {
+            let bytes = encode_entries(entries, version);
+            assert_eq!((bytes[0], bytes.len()), (version, len));
+            assert_eq!(&decode_entries(&bytes, &name).unwrap(), entries);
+        }
+        let mut unknown = encode_entries(&single, 1);
+        unknown[0] = 3;
+        let err = decode_entries(&unknown, &name).unwrap_err().to_string();
+        assert!(err.contains("unknown trailer version 3"), "{err}");
+        // A version-2 trailer read as version 1 (or cut short) does not parse.
+        let mut relabelled = encode_entries(&framed, 2);
+        relabelled[0] = 1;
+        assert!(decode_entries(&relabelled, &name).is_err());
+    }
+
+    #[test]
+    fn frame_shares_add_up_to_its_length() {
+        let entries = [
+            entry(8, 100, 300, 0),
+            entry(8, 100, 300, 300),
+            entry(8, 100, 300, 600),
+            entry(108, 7, 5, 0),
+            entry(115, 9, 0, 0),
+        ];
+        assert_eq!(stored_shares(&entries), vec![33, 33, 34, 7, 9]);
     }
 
     #[test]

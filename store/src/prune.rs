@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::error::{Result, StoreError};
 use crate::id::{BlobId, PackId, TreeId};
 use crate::pack::pack_path;
-use crate::repository::Repository;
+use crate::repository::{Frame, Repository};
 use crate::tree::{decode_list, Content, NodeKind};
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -118,7 +118,7 @@ pub(crate) fn mark_tree(repo: &Repository, id: &TreeId) -> Result<u64> {
     if !fresh {
         return Ok(0); // already marked with everything below it
     }
-    let mut bytes = repo.locate(id)?.length;
+    let mut bytes = repo.locate(id)?.stored;
     for node in &repo.load_tree(id)?.nodes {
         bytes += mark_node(repo, node)?;
     }
@@ -143,7 +143,7 @@ pub(crate) fn mark_content(repo: &Repository, content: &Content) -> Result<u64> 
         if !new {
             continue;
         }
-        bytes += repo.locate(id)?.length;
+        bytes += repo.locate(id)?.stored;
         if content.depth > 0 {
             let entries = decode_list(&repo.load_blob(id)?, id)?;
             bytes += mark_content(
@@ -163,17 +163,18 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneStats> {
     let mut stats = PruneStats::default();
     for pack in &plan.repack {
         let entries = repo.live_entries(pack)?;
-        let bytes = repo.backend().read(&pack_path(pack))?;
+        let mut bytes = repo.backend().read(&pack_path(pack))?;
         let mut copies = Vec::with_capacity(entries.len());
+        let mut frame = Frame::default();
         for e in &entries {
-            let envelope = e.envelope(&bytes).ok_or_else(|| {
+            let envelope = e.envelope_mut(&mut bytes).ok_or_else(|| {
                 StoreError::corrupt(
                     format!("pack {pack} blob {}", e.id),
                     "lies outside the pack",
                 )
             })?;
-            let plain = repo.open_blob_bytes(pack, e, envelope)?;
-            copies.push((e.kind, e.id, plain));
+            repo.open_blob_in(pack, e, envelope, &mut frame)?;
+            copies.push((e.kind, e.id, frame.take_blob(e)));
         }
         stats.blobs_repacked += copies.len() as u64;
         repo.save_copies(&copies)?;

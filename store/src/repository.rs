@@ -11,14 +11,17 @@ use rayon::prelude::*;
 
 use crate::backend::{random_hex, sync_dir, Backend, LocalBackend};
 use crate::catalog::{BlobLocation, Catalog};
-use crate::config::{ChunkerConfig, Config, ENCRYPTION_NONE, ENCRYPTION_XCHACHA, FORMAT_VERSION};
+use crate::config::{
+    ChunkerConfig, Config, ENCRYPTION_NONE, ENCRYPTION_XCHACHA, FORMAT_VERSION,
+    OLDEST_FORMAT_VERSION,
+};
 use crate::envelope::MasterKey;
 use crate::error::{IoContext, Result, StoreError};
 use crate::id::{BlobId, IdPrefix, IndexId, PackId, SnapshotId, TreeId};
 use crate::index::{decode_segment, encode_segment, index_path, IndexedPack};
 use crate::keys::{KdfParams, KeyFile};
 use crate::lock::Lock;
-use crate::pack::{pack_path, read_trailer, BlobKind, FinishedPack, PackWriter};
+use crate::pack::{pack_path, read_trailer, BlobKind, FinishedPack, Member, PackEntry, PackWriter};
 use crate::snapshot::{snapshot_path, Snapshot};
 use crate::tree::{decode_list, Content, ContentEntry, Tree};
 
@@ -30,6 +33,51 @@ const PACKS_PER_SEGMENT: usize = 256;
 /// packs alone as the measure, a first backup of 1.6 GB (64 packs, 180,000 blobs) ended with
 /// half a second of one core inserting them all. Prune and repair consolidate segments.
 const BLOBS_PER_SEGMENT: usize = 32_768;
+
+/// The most plaintext a frame of several blobs holds (format 2). Data blobs stored by one
+/// call are framed together, in the order given: zstd finds repeats across a frame's blobs
+/// and builds its tables once for all of them. Measured with `zstd -b1` on a first night's
+/// SQL Server pages: independent 9 KiB blocks compress at 166 MB/s to 1.79×, 64 KiB blocks
+/// at 205 MB/s to 1.97× and decompress 1.4× as fast; 256 KiB gain little more and make a
+/// reader of one blob decode more of what it does not need.
+pub const FRAME_TARGET: usize = 64 << 10;
+
+/// The plaintext of the frame opened last (see [`Repository::open_blob_in`]), kept so that
+/// its other blobs are read without opening it again. Reused, it also saves an allocation
+/// per frame.
+#[derive(Default)]
+pub struct Frame {
+    /// Which frame `plain` holds: pack, offset and length of its envelope.
+    at: Option<(PackId, u64, u64)>,
+    plain: Vec<u8>,
+}
+
+impl Frame {
+    /// Where blob `entry` lies in the plaintext, if inside it.
+    fn range(&self, entry: &PackEntry) -> Option<std::ops::Range<usize>> {
+        let start = usize::try_from(entry.start).ok()?;
+        let end = start.checked_add(usize::try_from(entry.raw_len).ok()?)?;
+        (end <= self.plain.len()).then_some(start..end)
+    }
+
+    /// The plaintext of blob `entry` (opened by [`Repository::open_blob_in`]), moved out when
+    /// it is the whole frame.
+    pub fn take_blob(&mut self, entry: &PackEntry) -> Vec<u8> {
+        let range = self.range(entry).expect("checked when opened");
+        if range == (0..self.plain.len()) {
+            self.at = None;
+            std::mem::take(&mut self.plain)
+        } else {
+            self.plain[range].to_vec()
+        }
+    }
+}
+
+/// A frame sealed and ready for a pack.
+struct SealedFrame {
+    members: Vec<Member>,
+    envelope: Vec<u8>,
+}
 
 /// Directories of a repository, besides the 256 `data/xx` pack directories.
 const DIRS: [&str; 5] = ["data", "index", "keys", "locks", "snapshots"];
@@ -301,10 +349,11 @@ impl Repository {
         };
         let config: Config = serde_json::from_slice(&config_bytes)
             .map_err(|e| not_repo(format!("unreadable config: {e}")))?;
-        if config.version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version) {
             return Err(StoreError::UnsupportedVersion {
                 found: config.version,
-                supported: FORMAT_VERSION,
+                oldest: OLDEST_FORMAT_VERSION,
+                newest: FORMAT_VERSION,
             });
         }
         let encrypted = match config.encryption.as_str() {
@@ -585,26 +634,18 @@ impl Repository {
         // Bulk new data (most of a batch new, as in a first backup) is compressed fast; the
         // trickle of changes of a nightly backup is compressed harder, costing little time.
         let total: usize = blobs.iter().map(|b| b.len()).sum();
-        let new: usize = blobs
-            .iter()
-            .zip(&fresh)
-            .filter(|(_, &f)| f)
-            .map(|(b, _)| b.len())
-            .sum();
-        let level = if kind == BlobKind::Data && new * 2 > total {
-            crate::envelope::ZSTD_FAST
-        } else {
-            crate::envelope::ZSTD_LEVEL
-        };
-        let todo: Vec<(&[u8], bool)> = blobs.iter().copied().zip(fresh.iter().copied()).collect();
-        let sealed: Vec<Option<Vec<u8>>> = parallel_map(&todo, |&(b, f)| {
-            f.then(|| self.key.seal_level(b, Some(level)))
-        });
-        let added = sealed.iter().enumerate().filter_map(|(i, s)| {
-            s.as_ref()
-                .map(|envelope| (kind, ids[i], blobs[i].len() as u64, &envelope[..]))
-        });
-        self.add_to_packs(added)?;
+        let new: Vec<(BlobId, &[u8])> = (0..blobs.len())
+            .filter(|&i| fresh[i])
+            .map(|i| (ids[i], blobs[i]))
+            .collect();
+        let level =
+            if kind == BlobKind::Data && new.iter().map(|b| b.1.len()).sum::<usize>() * 2 > total {
+                crate::envelope::ZSTD_FAST
+            } else {
+                crate::envelope::ZSTD_LEVEL
+            };
+        let frames = self.seal_frames(kind, &new, level);
+        self.add_to_packs(kind, &frames)?;
         Ok(ids
             .iter()
             .zip(blobs)
@@ -617,21 +658,75 @@ impl Repository {
             .collect())
     }
 
-    /// Appends sealed blobs to the open pack, and writes the packs that fill up (outside the
+    /// The layout of the pack trailers and index segments this repository takes: 1 for a
+    /// format 1 repository (one blob per frame), 2 otherwise.
+    fn entry_version(&self) -> u8 {
+        if self.config.version >= 2 {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Groups blobs, in the order given, into frames of up to [`FRAME_TARGET`] bytes of
+    /// plaintext (data blobs of a format 2 repository; everything else one blob a frame), and
+    /// seals the frames in parallel at zstd `level`.
+    fn seal_frames(
+        &self,
+        kind: BlobKind,
+        blobs: &[(BlobId, &[u8])],
+        level: i32,
+    ) -> Vec<SealedFrame> {
+        let framed = kind == BlobKind::Data && self.entry_version() >= 2;
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut size = 0;
+        for (i, (_, b)) in blobs.iter().enumerate() {
+            match groups.last_mut() {
+                Some(g) if framed && size + b.len() <= FRAME_TARGET => {
+                    g.end = i + 1;
+                    size += b.len();
+                }
+                _ => {
+                    groups.push(i..i + 1);
+                    size = b.len();
+                }
+            }
+        }
+        parallel_map(&groups, |g| {
+            let group = &blobs[g.clone()];
+            let mut members = Vec::with_capacity(group.len());
+            let mut start = 0;
+            for (id, b) in group {
+                members.push(Member {
+                    id: *id,
+                    raw_len: b.len() as u64,
+                    start,
+                });
+                start += b.len() as u64;
+            }
+            let envelope = if let [(_, only)] = group {
+                self.key.seal_level(only, Some(level))
+            } else {
+                let mut joined = Vec::with_capacity(start as usize);
+                group.iter().for_each(|(_, b)| joined.extend_from_slice(b));
+                self.key.seal_level(&joined, Some(level))
+            };
+            SealedFrame { members, envelope }
+        })
+    }
+
+    /// Appends sealed frames to the open pack, and writes the packs that fill up (outside the
     /// lock, so that other threads go on filling the next). When a write fails, the blobs of
     /// the packs lost are forgotten as pending: a later offer stores them again.
-    fn add_to_packs<'a>(
-        &self,
-        blobs: impl Iterator<Item = (BlobKind, BlobId, u64, &'a [u8])>,
-    ) -> Result<()> {
+    fn add_to_packs(&self, kind: BlobKind, frames: &[SealedFrame]) -> Result<()> {
         let mut full = Vec::new();
         let mut offered = Vec::new();
         let failed = {
             let mut writer = self.writer.lock().expect("writer mutex");
             let mut failed = None;
-            for (kind, id, raw_len, envelope) in blobs {
-                offered.push(id);
-                if let Err(e) = writer.add(&self.backend, kind, id, raw_len, envelope) {
+            for frame in frames {
+                offered.extend(frame.members.iter().map(|m| m.id));
+                if let Err(e) = writer.add(&self.backend, kind, &frame.members, &frame.envelope) {
                     full.push(std::mem::take(&mut *writer));
                     failed = Some(e);
                     break;
@@ -664,7 +759,7 @@ impl Repository {
     fn write_pack(&self, writer: PackWriter) -> Result<()> {
         let ids: Vec<BlobId> = writer.entries().iter().map(|e| e.id).collect();
         let written = writer
-            .finish(&self.backend, &self.key)
+            .finish(&self.backend, &self.key, self.entry_version())
             .and_then(FinishedPack::commit);
         let (id, size, entries) = match written {
             Ok(w) => w,
@@ -693,7 +788,7 @@ impl Repository {
         if packs.is_empty() {
             return Ok(());
         }
-        let (id, bytes) = encode_segment(&self.key, &packs);
+        let (id, bytes) = encode_segment(&self.key, &packs, self.entry_version());
         if let Err(e) = self.write_counted(&index_path(&id), &bytes) {
             self.session
                 .lock()
@@ -793,8 +888,10 @@ impl Repository {
     /// Reads a blob, authenticates it and checks that it hashes to its ID.
     pub fn load_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self.locate(id)?;
-        let envelope = self.read_pack_range(&loc.pack, loc.offset, loc.length)?;
-        self.open_blob_bytes(&loc.pack, &loc.entry(*id), &envelope)
+        let mut envelope = self.read_pack_range(&loc.pack, loc.offset, loc.length)?;
+        let mut frame = Frame::default();
+        self.open_blob_in(&loc.pack, &loc.entry(*id), &mut envelope, &mut frame)?;
+        Ok(frame.take_blob(&loc.entry(*id)))
     }
 
     pub fn load_tree(&self, id: &TreeId) -> Result<Tree> {
@@ -858,12 +955,13 @@ impl Repository {
         let start = first.offset;
         let base =
             self.read_pack_once_into(&first.pack, start, last.offset + last.length - start, bytes)?;
+        let mut frame = Frame::default();
         for (loc, id) in run {
             let at = base + (loc.offset - start) as usize;
-            let mut plain = Vec::new();
             let envelope = &mut bytes[at..at + loc.length as usize];
-            self.open_blob_into(&loc.pack, &loc.entry(*id), envelope, &mut plain)?;
-            each(*id, plain);
+            let entry = loc.entry(*id);
+            self.open_blob_in(&loc.pack, &entry, envelope, &mut frame)?;
+            each(*id, frame.take_blob(&entry));
         }
         Ok(())
     }
@@ -995,19 +1093,18 @@ impl Repository {
     }
 
     /// Stores copies of blobs the repository already has (repacking): no duplicate check.
+    /// Data blobs are framed anew, in the order given.
     pub fn save_copies(&self, blobs: &[(BlobKind, BlobId, Vec<u8>)]) -> Result<()> {
-        let sealed: Vec<Vec<u8>> = blobs
-            .par_iter()
-            .map(|(_, _, plain)| self.key.seal(plain, true))
-            .collect();
-        self.add_to_packs(
-            blobs
+        for kind in [BlobKind::Data, BlobKind::Tree] {
+            let of_kind: Vec<(BlobId, &[u8])> = blobs
                 .iter()
-                .zip(&sealed)
-                .map(|((kind, id, plain), envelope)| {
-                    (*kind, *id, plain.len() as u64, &envelope[..])
-                }),
-        )
+                .filter(|b| b.0 == kind)
+                .map(|(_, id, plain)| (*id, &plain[..]))
+                .collect();
+            let frames = self.seal_frames(kind, &of_kind, crate::envelope::ZSTD_LEVEL);
+            self.add_to_packs(kind, &frames)?;
+        }
+        Ok(())
     }
 
     /// Replaces `index/` by segments listing every indexed pack but `drop`: the new segments
@@ -1026,7 +1123,7 @@ impl Repository {
         let old: HashSet<IndexId> = parse_names(self.backend.list("index")?);
         let mut new = HashSet::new();
         for chunk in packs.chunks(PACKS_PER_SEGMENT) {
-            let (id, bytes) = encode_segment(&self.key, chunk);
+            let (id, bytes) = encode_segment(&self.key, chunk, self.entry_version());
             self.backend.write(&index_path(&id), &bytes)?;
             new.insert(id);
         }
@@ -1080,49 +1177,35 @@ impl Repository {
         read_trailer(&*self.backend, &self.key, pack)
     }
 
-    /// Authenticates one blob from a pack's bytes and checks it against its ID.
-    pub fn verify_blob_bytes(
+    /// Opens blob `entry` of `pack` from its frame's `envelope`, decrypting in place (the
+    /// envelope's bytes are overwritten), unless `frame` holds that frame already (the blob
+    /// before was in it: callers go through entries in offset order); checks the blob
+    /// against its ID and returns its plaintext.
+    pub fn open_blob_in<'f>(
         &self,
         pack: &PackId,
-        entry: &crate::pack::PackEntry,
-        envelope: &[u8],
-    ) -> Result<()> {
-        self.open_blob_bytes(pack, entry, envelope).map(drop)
-    }
-
-    /// Authenticates one blob from a pack's bytes, checks it, and returns its plaintext.
-    pub fn open_blob_bytes(
-        &self,
-        pack: &PackId,
-        entry: &crate::pack::PackEntry,
-        envelope: &[u8],
-    ) -> Result<Vec<u8>> {
-        let mut plain = Vec::new();
-        self.open_blob_into(pack, entry, &mut envelope.to_vec(), &mut plain)?;
-        Ok(plain)
-    }
-
-    /// As [`Repository::open_blob_bytes`], decrypting in place (the envelope's bytes are
-    /// overwritten) into `plain`, a buffer the caller reuses.
-    pub fn open_blob_into(
-        &self,
-        pack: &PackId,
-        entry: &crate::pack::PackEntry,
+        entry: &PackEntry,
         envelope: &mut [u8],
-        plain: &mut Vec<u8>,
-    ) -> Result<()> {
+        frame: &'f mut Frame,
+    ) -> Result<&'f [u8]> {
         let object = || format!("pack {pack} blob {}", entry.id);
-        self.key.open_into(envelope, plain, &object)?;
-        if self.key.blob_id(plain) != entry.id {
+        let at = (*pack, entry.offset, entry.length);
+        if frame.at != Some(at) {
+            frame.at = None;
+            self.key.open_into(envelope, &mut frame.plain, &object)?;
+            frame.at = Some(at);
+        }
+        let blob = frame
+            .range(entry)
+            .ok_or_else(|| StoreError::corrupt(object(), "lies outside its frame"))?;
+        let blob = &frame.plain[blob];
+        if self.key.blob_id(blob) != entry.id {
             return Err(StoreError::corrupt(
                 object(),
                 "content does not match its ID",
             ));
         }
-        if plain.len() as u64 != entry.raw_len {
-            return Err(StoreError::corrupt(object(), "size differs from the index"));
-        }
-        Ok(())
+        Ok(blob)
     }
 
     /// Lists the packs under `data/`.
@@ -1160,7 +1243,7 @@ impl Repository {
         let old: HashSet<IndexId> = parse_names(self.backend.list("index")?);
         let mut new = HashSet::new();
         for chunk in indexed.chunks(PACKS_PER_SEGMENT) {
-            let (id, bytes) = encode_segment(&self.key, chunk);
+            let (id, bytes) = encode_segment(&self.key, chunk, self.entry_version());
             self.backend.write(&index_path(&id), &bytes)?;
             new.insert(id);
         }
@@ -1304,6 +1387,8 @@ mod tests {
             offset,
             length,
             raw_len: length,
+            start: 0,
+            stored: length,
         };
         let blobs = vec![
             at(2, 100, 10),

@@ -24,7 +24,7 @@ use crate::catalog::BlobLocation;
 use crate::error::{IoContext, Result, StoreError};
 use crate::id::{BlobId, TreeId};
 use crate::progress::Progress;
-use crate::repository::{read_runs, Repository};
+use crate::repository::{read_runs, Frame, Repository};
 use crate::tree::{Node, NodeKind, Tree};
 
 #[derive(Debug, Default)]
@@ -400,11 +400,11 @@ impl Restorer<'_> {
         let last = &run[run.len() - 1].0;
         let pack = run[0].0.pack;
         let mut bytes = std::mem::take(&mut writer.read);
-        let mut data = std::mem::take(&mut writer.plain);
+        let mut frame = std::mem::take(&mut writer.frame);
         let len = last.offset + last.length - start;
         let result = match self.repo.read_pack_once_into(&pack, start, len, &mut bytes) {
             Ok(at) => {
-                self.write_chunks_of(files, targets, run, &mut bytes[at..], &mut data, writer)
+                self.write_chunks_of(files, targets, run, &mut bytes[at..], &mut frame, writer)
             }
             Err(e) => {
                 run.iter().for_each(|b| fail(files, targets, &b.2));
@@ -412,7 +412,7 @@ impl Restorer<'_> {
             }
         };
         writer.read = bytes;
-        writer.plain = data;
+        writer.frame = frame;
         result
     }
 
@@ -423,7 +423,7 @@ impl Restorer<'_> {
         targets: &[Target],
         run: &[(BlobLocation, BlobId, std::ops::Range<usize>)],
         bytes: &mut [u8],
-        data: &mut Vec<u8>,
+        frame: &mut Frame,
         writer: &mut Writer,
     ) -> Result<()> {
         let start = run[0].0.offset;
@@ -432,14 +432,17 @@ impl Restorer<'_> {
         for (loc, id, range) in run {
             let at = (loc.offset - start) as usize;
             let envelope = &mut bytes[at..at + loc.length as usize];
-            if let Err(e) = self
+            let data = match self
                 .repo
-                .open_blob_into(&pack, &loc.entry(*id), envelope, data)
+                .open_blob_in(&pack, &loc.entry(*id), envelope, frame)
             {
-                fail(files, targets, range);
-                first_error.get_or_insert(e);
-                continue;
-            }
+                Ok(data) => data,
+                Err(e) => {
+                    fail(files, targets, range);
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
             let zero = data.iter().all(|&b| b == 0);
             for t in &targets[range.clone()] {
                 let file = &files[t.file];
@@ -537,8 +540,8 @@ struct Writer {
     spare: Vec<u8>,
     /// The pack range being read, kept for the next run.
     read: Vec<u8>,
-    /// The chunk being opened, kept for the next.
-    plain: Vec<u8>,
+    /// The frame opened last, kept for its other chunks and its buffer for the next.
+    frame: Frame,
     open: Vec<(usize, File)>,
 }
 

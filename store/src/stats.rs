@@ -69,7 +69,7 @@ pub fn growth(repo: &Repository) -> Result<Vec<Growth>> {
         };
         let root_fresh = repo.live_insert(&[snap.tree])?[0];
         let root = if root_fresh {
-            repo.locate(&snap.tree)?.length
+            repo.locate(&snap.tree)?.stored
         } else {
             0
         };
@@ -110,7 +110,7 @@ fn walk(
             // The directory's own tree blob, then each child under the same source.
             let fresh = repo.live_insert(&[*sub])?[0];
             if fresh {
-                *out.entry(label).or_default() += repo.locate(sub)?.length;
+                *out.entry(label).or_default() += repo.locate(sub)?.stored;
                 for child in repo.load_tree(sub)?.nodes {
                     walk(repo, &child, source, out)?;
                 }

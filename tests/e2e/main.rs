@@ -5,6 +5,7 @@
 
 mod backup;
 mod check;
+mod compat;
 mod crash;
 mod encryption;
 mod errors;
