@@ -1309,12 +1309,14 @@ pub(crate) const READ_GAP: u64 = 256 << 10;
 pub(crate) const READ_SPAN: u64 = 8 << 20;
 
 /// Groups located blobs (`loc` gives each one's location) into read requests: runs of blobs of
-/// one pack, in pack and offset order, each next blob less than [`READ_GAP`] past the
+/// one pack, in pack, offset and start order, each next blob less than [`READ_GAP`] past the
 /// previous one, each run spanning at most [`READ_SPAN`] bytes (or one blob, if larger).
 pub(crate) fn read_runs<T>(mut blobs: Vec<T>, loc: impl Fn(&T) -> &BlobLocation) -> Vec<Vec<T>> {
+    // A frame's blobs in the order they were stored: a restore then writes a file's chunks
+    // one after the other, and gathers them into large writes.
     blobs.sort_unstable_by(|a, b| {
         let (a, b) = (loc(a), loc(b));
-        (a.pack, a.offset).cmp(&(b.pack, b.offset))
+        (a.pack, a.offset, a.start).cmp(&(b.pack, b.offset, b.start))
     });
     let mut runs = Vec::new();
     let mut run: Vec<T> = Vec::new();
@@ -1415,6 +1417,17 @@ mod tests {
                 vec![(4, 0)],
             ]
         );
+        // The blobs of one frame: one run, in the order they were stored.
+        let member = |start| BlobLocation {
+            start,
+            ..at(5, 8, 100)
+        };
+        let runs = read_runs(vec![member(200), member(0), member(100)], |b| b);
+        let starts: Vec<Vec<u64>> = runs
+            .iter()
+            .map(|run| run.iter().map(|b| b.start).collect())
+            .collect();
+        assert_eq!(starts, [vec![0, 100, 200]]);
     }
 
     #[test]
