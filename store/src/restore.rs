@@ -152,8 +152,17 @@ pub fn restore(
     finished?;
     let mut dirs = r.dir_times.into_inner().expect("dir_times mutex");
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
-    for (path, node) in dirs {
-        set_metadata(&path, &node, r.is_root)?;
+    for (path, node) in &dirs {
+        set_metadata(path, node, r.is_root)?;
+    }
+    // The files' contents were made durable before they were renamed; this makes the names
+    // (and the metadata) durable too, before the restore reports success.
+    if !sync_file_system(&options.target) {
+        let parents: std::collections::BTreeSet<&Path> =
+            files.iter().filter_map(|f| f.path.parent()).collect();
+        for dir in parents {
+            crate::backend::sync_dir(dir)?;
+        }
     }
     Ok(RestoreStats {
         files: r.files.into_inner(),
