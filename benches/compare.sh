@@ -8,7 +8,10 @@
 #   CAIRN_BENCH_RUSTIC  1: `cargo install rustic-rs` when rustic is missing (slow: ~10 min)
 # Every tool encrypts, backs up each night from the same path (so the previous snapshot is its
 # parent), leaves out Meeting.Active files, and restores the last night. Page caches are
-# dropped before each step when the script may (root). Peak RSS is from /usr/bin/time.
+# dropped before each step when the script may (root). Peak RSS is from /usr/bin/time. Each
+# restore is also timed with a `sync` right after it ("restore + sync"): cairn syncs before it
+# reports success, the others leave their writes to the kernel. CAIRN_BENCH_WRAP (e.g. `perf
+# record -g -o FILE`) runs cairn's restore under a profiler.
 # restic and borg are installed from Debian's packages when missing (as root).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -52,7 +55,7 @@ bytes_of() { find "$1" -type f ! -name Meeting.Active -printf '%s\n' | awk '{s+=
 # Per tool: init, backup, restore (each takes the repository path; backup the night number).
 init_cairn()    { "$cairn" -q -r "$1" --cache-dir "$work/cairn-cache" init; }
 backup_cairn()  { timed "$cairn" -q -r "$1" --cache-dir "$work/cairn-cache" backup --exclude Meeting.Active "$current"; }
-restore_cairn() { timed "$cairn" -q -r "$1" --cache-dir "$work/cairn-cache" restore latest --target "$2"; }
+restore_cairn() { timed ${CAIRN_BENCH_WRAP:-} "$cairn" -q -r "$1" --cache-dir "$work/cairn-cache" restore latest --target "$2"; }
 init_restic()    { restic -q -r "$1" init; }
 backup_restic()  { timed restic -q -r "$1" backup --host bench --exclude Meeting.Active "$current"; }
 restore_restic() { timed restic -q -r "$1" restore latest --target "$2"; }
@@ -77,7 +80,7 @@ done
 timed sh -c "find '$(night_dir 1)' -type f ! -name Meeting.Active -print0 | xargs -0 cat | zstd -3 -T0 -c"
 zstd_secs=$secs
 
-declare -A first later added restore_mbs rss_backup rss_restore
+declare -A first later added restore_mbs durable_mbs rss_backup rss_restore
 for tool in "${tools[@]}"; do
   repo="$work/cmp-$tool"
   rm -rf "$repo" "$work/cairn-cache" "$BORG_BASE_DIR" "$work/restore-$tool" "$current"
@@ -109,9 +112,13 @@ for tool in "${tools[@]}"; do
   last=$(night_dir "$nights")
   mv "$last" "$current"
   "restore_$tool" "$repo" "$work/restore-$tool"
+  # Until the restored files are on the disk: cairn syncs before it reports success, the
+  # others leave the writing to the kernel, after they exit. `sync` right after counts it.
+  start=$(date +%s.%N); sync; synced=$(echo "$(date +%s.%N) - $start" | bc -l)
   mv "$current" "$last"
   rss_restore[$tool]=$rss
   restore_mbs[$tool]=$(echo "$(bytes_of "$last") / $secs / 1000000" | bc -l)
+  durable_mbs[$tool]=$(echo "$(bytes_of "$last") / ($secs + $synced) / 1000000" | bc -l)
   restored=$(find "$work/restore-$tool" -type d -name current -print -quit)
   diff -r --exclude Meeting.Active "$last" "$restored" >/dev/null ||
     { echo "$tool: the restored night differs from the original" >&2; exit 1; }
@@ -125,22 +132,23 @@ for n in $(seq 2 "$nights"); do
 done
 night1=$(bytes_of "$(night_dir 1)")
 printf '\n%s nights at scale %s, %s cache, %s, %s\n' "$nights" "$scale" "$cache" "$(uname -m) $(nproc) cores" "$(date -u +%F)"
-printf '| tool | night 1 MB/s | nights 2–%s MB/s | added per night | restore MB/s | peak RSS backup | peak RSS restore |\n|---|---:|---:|---:|---:|---:|---:|\n' "$nights"
+printf '| tool | night 1 MB/s | nights 2–%s MB/s | added per night | restore MB/s | restore + sync MB/s | peak RSS backup | peak RSS restore |\n|---|---:|---:|---:|---:|---:|---:|---:|\n' "$nights"
 for tool in "${tools[@]}"; do
-  printf '| %s | %.0f | %.0f | %.2f %% | %.0f | %d MiB | %d MiB |\n' "$tool" "${first[$tool]}" "${later[$tool]:-0}" \
-    "${added[$tool]:-0}" "${restore_mbs[$tool]}" $((rss_backup[$tool] / 1024)) $((rss_restore[$tool] / 1024))
+  printf '| %s | %.0f | %.0f | %.2f %% | %.0f | %.0f | %d MiB | %d MiB |\n' "$tool" "${first[$tool]}" "${later[$tool]:-0}" \
+    "${added[$tool]:-0}" "${restore_mbs[$tool]}" "${durable_mbs[$tool]}" $((rss_backup[$tool] / 1024)) $((rss_restore[$tool] / 1024))
 done
-printf '| limits | cat %.0f, zstd -3 -T0 %.0f | cat %.0f | | | | |\n' \
+printf '| limits | cat %.0f, zstd -3 -T0 %.0f | cat %.0f | | | | | |\n' \
   "$(echo "$night1 / ${cat_secs[1]} / 1000000" | bc -l)" "$(echo "$night1 / $zstd_secs / 1000000" | bc -l)" \
   "$(echo "$later_cat_bytes / $later_cat_secs / 1000000" | bc -l)"
 echo
 echo "cairn against each (throughput ratios: higher is better; added: lower is better):"
 for tool in "${tools[@]}"; do
   [ "$tool" = cairn ] && continue
-  printf '  vs %-7s night 1 %.2fx, nights 2-%s %.2fx, restore %.2fx, added %.2fx\n' "$tool" \
+  printf '  vs %-7s night 1 %.2fx, nights 2-%s %.2fx, restore %.2fx (+ sync %.2fx), added %.2fx\n' "$tool" \
     "$(echo "${first[cairn]} / ${first[$tool]}" | bc -l)" "$nights" \
     "$(echo "${later[cairn]:-0} / ${later[$tool]:-1}" | bc -l)" \
     "$(echo "${restore_mbs[cairn]} / ${restore_mbs[$tool]}" | bc -l)" \
+    "$(echo "${durable_mbs[cairn]} / ${durable_mbs[$tool]}" | bc -l)" \
     "$(echo "${added[cairn]:-0} / ${added[$tool]:-1}" | bc -l)"
 done
 printf '  vs cold cat: nights 2-%s %.2f of its throughput\n' "$nights" \
