@@ -195,27 +195,14 @@ fn frames_partly_live_after_forget_are_repacked_by_prune() {
     }
     env.ok(&["forget", "--keep-last", "1"]);
     assert_eq!(env.snapshots().len(), 1);
-    let out = env
-        .cairn(&["prune", "--json", "--max-unused", "0"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = env.ok(&["prune", "--json", "--max-unused", "0"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let plan: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert!(
         !plan["plan"]["repack"].as_array().unwrap().is_empty(),
         "the first night's pack holds pages both nights share: {plan}"
     );
-    let check = env.cairn(&["check", "--read-data"]).output().unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    env.ok(&["check", "--read-data"]);
     let target = env.restore("latest", "restored");
     assert!(
         fs::read(target.join("sql/test.bak")).unwrap() == fs::read(base.join(nights[1])).unwrap(),
