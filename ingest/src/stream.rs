@@ -140,7 +140,7 @@ pub fn store_stream(
                 StreamCutter::Generic(chunkers.files)
             }
         });
-        let mut slices: Vec<&[u8]> = Vec::new();
+        let mut lens: Vec<usize> = Vec::new();
         let mut pos = 0;
         // Whether the cutter stopped for want of bytes (rather than at the end of a batch).
         more = true;
@@ -148,17 +148,17 @@ pub fn store_stream(
             if n == 0 {
                 break;
             }
-            slices.push(&data[pos..pos + n]);
+            lens.push(n);
             pos += n;
             if !eof && pos >= BATCH {
                 more = false;
                 break;
             }
         }
-        if slices.is_empty() && eof {
+        if lens.is_empty() && eof {
             break;
         }
-        for saved in repo.save_blobs(BlobKind::Data, &slices)? {
+        for saved in repo.save_adjacent(BlobKind::Data, data, &lens)? {
             chunks_new += u64::from(saved.new);
             size += saved.size;
             builder.push(ContentEntry(saved.id, saved.size), &mut save_list)?;

@@ -36,9 +36,10 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Compresses `plaintext` at `level` into `out` (replacing what it held); false when zstd
-/// fails.
-fn zstd_compress_into(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
+/// Compresses `plaintext` at `level`, appending the frame to `out` (which must have room for
+/// `compress_bound` more bytes, so that it does not move); false when zstd fails, `out` then
+/// holding what it held or more.
+fn zstd_compress_append(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
     COMPRESSORS.with(|cell| {
         let mut list = cell.borrow_mut();
         let at = match list.iter().position(|(l, _)| *l == level) {
@@ -51,9 +52,12 @@ fn zstd_compress_into(plaintext: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
                 Err(_) => return false,
             },
         };
-        out.clear();
-        out.reserve(zstd::zstd_safe::compress_bound(plaintext.len()));
-        list[at].1.compress_to_buffer(plaintext, out).is_ok()
+        let mut cursor = std::io::Cursor::new(&mut *out);
+        cursor.set_position(cursor.get_ref().len() as u64);
+        list[at]
+            .1
+            .compress_to_buffer(plaintext, &mut cursor)
+            .is_ok()
     })
 }
 
@@ -95,8 +99,6 @@ fn fresh_nonce() -> [u8; NONCE_LEN] {
 thread_local! {
     static NONCES: std::cell::RefCell<([u8; 4096], usize)> =
         const { std::cell::RefCell::new(([0; 4096], 4096)) };
-    /// The compressed bytes of the object being sealed, kept between objects.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 /// Upper bound on one object's plaintext (1 GiB): refuses absurd sizes before allocating.
 const MAX_PLAINTEXT: u64 = 1 << 30;
@@ -168,41 +170,44 @@ impl MasterKey {
     }
 
     /// Wraps `plaintext`, compressing it at zstd `level` (if any) when that makes it smaller.
-    /// The level is not recorded: any level reads back the same. The payload is written once
-    /// into the envelope and encrypted where it lies.
+    /// The level is not recorded: any level reads back the same. The payload is compressed
+    /// straight into the envelope and encrypted where it lies.
     pub fn seal_level(&self, plaintext: &[u8], level: Option<i32>) -> Vec<u8> {
-        SCRATCH.with(|cell| {
-            let mut scratch = cell.borrow_mut();
-            let compressed = level.is_some_and(|l| zstd_compress_into(plaintext, l, &mut scratch))
-                && scratch.len() + 8 < plaintext.len();
-            let body: &[u8] = if compressed { &scratch } else { plaintext };
-            let head = if self.encrypted { 1 + NONCE_LEN } else { 1 };
-            let tail = if self.encrypted { TAG_LEN } else { MAC_LEN };
-            let mut out = Vec::with_capacity(head + 1 + 8 + body.len() + tail);
-            if self.encrypted {
-                out.push(SCHEME_XCHACHA);
-                out.extend_from_slice(&fresh_nonce());
-            } else {
-                out.push(SCHEME_MAC);
-            }
-            if compressed {
-                out.push(COMPRESSION_ZSTD);
-                out.extend_from_slice(&(plaintext.len() as u64).to_le_bytes());
-            } else {
-                out.push(COMPRESSION_NONE);
-            }
-            out.extend_from_slice(body);
-            if self.encrypted {
-                let (nonce, payload) = out[1..].split_at_mut(NONCE_LEN);
-                let nonce = (&*nonce).try_into().expect("NONCE_LEN bytes");
-                let tag = aead::seal_in_place(&self.enc_key, nonce, &[SCHEME_XCHACHA], payload);
-                out.extend_from_slice(&tag);
-            } else {
-                let mac = blake3::keyed_hash(&self.mac_key, &out);
-                out.extend_from_slice(mac.as_bytes());
-            }
-            out
-        })
+        let head = if self.encrypted { 1 + NONCE_LEN } else { 1 };
+        let tail = if self.encrypted { TAG_LEN } else { MAC_LEN };
+        let body = match level {
+            Some(_) => zstd::zstd_safe::compress_bound(plaintext.len()).max(plaintext.len()),
+            None => plaintext.len(),
+        };
+        let mut out = Vec::with_capacity(head + 1 + 8 + body + tail);
+        if self.encrypted {
+            out.push(SCHEME_XCHACHA);
+            out.extend_from_slice(&fresh_nonce());
+        } else {
+            out.push(SCHEME_MAC);
+        }
+        let compressed = level.is_some_and(|l| {
+            out.push(COMPRESSION_ZSTD);
+            out.extend_from_slice(&(plaintext.len() as u64).to_le_bytes());
+            let body_at = out.len();
+            zstd_compress_append(plaintext, l, &mut out)
+                && out.len() - body_at + 8 < plaintext.len()
+        });
+        if !compressed {
+            out.truncate(head);
+            out.push(COMPRESSION_NONE);
+            out.extend_from_slice(plaintext);
+        }
+        if self.encrypted {
+            let (nonce, payload) = out[1..].split_at_mut(NONCE_LEN);
+            let nonce = (&*nonce).try_into().expect("NONCE_LEN bytes");
+            let tag = aead::seal_in_place(&self.enc_key, nonce, &[SCHEME_XCHACHA], payload);
+            out.extend_from_slice(&tag);
+        } else {
+            let mac = blake3::keyed_hash(&self.mac_key, &out);
+            out.extend_from_slice(mac.as_bytes());
+        }
+        out
     }
 
     /// Authenticates (and decrypts) an envelope. `object` names it in errors

@@ -620,6 +620,39 @@ impl Repository {
     /// the duplicate check is one catalog transaction for the batch. Safe to call from many
     /// threads at once; a blob is stored once even when several threads offer it.
     pub fn save_blobs(&self, kind: BlobKind, blobs: &[&[u8]]) -> Result<Vec<SavedBlob>> {
+        self.save(kind, blobs, None)
+    }
+
+    /// As [`Repository::save_blobs`], for blobs that lie one after the other from the start
+    /// of `data`, `lens[i]` bytes each (a stream's chunks): a frame of adjacent new blobs is
+    /// compressed straight from `data` instead of being copied together first.
+    pub fn save_adjacent(
+        &self,
+        kind: BlobKind,
+        data: &[u8],
+        lens: &[usize],
+    ) -> Result<Vec<SavedBlob>> {
+        let mut starts = Vec::with_capacity(lens.len() + 1);
+        let mut at = 0usize;
+        starts.push(0);
+        for &n in lens {
+            at = at
+                .checked_add(n)
+                .filter(|&end| end <= data.len())
+                .expect("the chunks lie inside the data");
+            starts.push(at);
+        }
+        let blobs: Vec<&[u8]> = starts.windows(2).map(|w| &data[w[0]..w[1]]).collect();
+        self.save(kind, &blobs, Some((data, &starts)))
+    }
+
+    /// [`Repository::save_blobs`]; with `whole`, the blobs are `data[starts[i]..starts[i + 1]]`.
+    fn save(
+        &self,
+        kind: BlobKind,
+        blobs: &[&[u8]],
+        whole: Option<(&[u8], &[usize])>,
+    ) -> Result<Vec<SavedBlob>> {
         let ids: Vec<BlobId> = parallel_map(blobs, |b| self.key.blob_id(b));
         let mut fresh = vec![false; ids.len()];
         {
@@ -634,17 +667,14 @@ impl Repository {
         // Bulk new data (most of a batch new, as in a first backup) is compressed fast; the
         // trickle of changes of a nightly backup is compressed harder, costing little time.
         let total: usize = blobs.iter().map(|b| b.len()).sum();
-        let new: Vec<(BlobId, &[u8])> = (0..blobs.len())
-            .filter(|&i| fresh[i])
-            .map(|i| (ids[i], blobs[i]))
-            .collect();
-        let level =
-            if kind == BlobKind::Data && new.iter().map(|b| b.1.len()).sum::<usize>() * 2 > total {
-                crate::envelope::ZSTD_FAST
-            } else {
-                crate::envelope::ZSTD_LEVEL
-            };
-        let frames = self.seal_frames(kind, &new, level);
+        let new: Vec<usize> = (0..blobs.len()).filter(|&i| fresh[i]).collect();
+        let new_bytes: usize = new.iter().map(|&i| blobs[i].len()).sum();
+        let level = if kind == BlobKind::Data && new_bytes * 2 > total {
+            crate::envelope::ZSTD_FAST
+        } else {
+            crate::envelope::ZSTD_LEVEL
+        };
+        let frames = self.seal_frames(kind, &ids, blobs, &new, whole, level);
         self.add_to_packs(kind, &frames)?;
         Ok(ids
             .iter()
@@ -668,48 +698,60 @@ impl Repository {
         }
     }
 
-    /// Groups blobs, in the order given, into frames of up to [`FRAME_TARGET`] bytes of
-    /// plaintext (data blobs of a format 2 repository; everything else one blob a frame), and
-    /// seals the frames in parallel at zstd `level`.
+    /// Groups blobs `which` (indices into `ids` and `blobs`, in order) into frames of up to
+    /// [`FRAME_TARGET`] bytes of plaintext (data blobs of a format 2 repository; everything
+    /// else one blob a frame), and seals the frames in parallel at zstd `level`. A frame of
+    /// blobs adjacent in `whole` (see [`Repository::save`]) is sealed from there; any other is
+    /// copied together first.
     fn seal_frames(
         &self,
         kind: BlobKind,
-        blobs: &[(BlobId, &[u8])],
+        ids: &[BlobId],
+        blobs: &[&[u8]],
+        which: &[usize],
+        whole: Option<(&[u8], &[usize])>,
         level: i32,
     ) -> Vec<SealedFrame> {
         let framed = kind == BlobKind::Data && self.entry_version() >= 2;
-        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
-        let mut size = 0;
-        for (i, (_, b)) in blobs.iter().enumerate() {
-            match groups.last_mut() {
-                Some(g) if framed && size + b.len() <= FRAME_TARGET => {
-                    g.end = i + 1;
-                    size += b.len();
+        let mut groups: Vec<&[usize]> = Vec::new();
+        let (mut first, mut size) = (0, 0);
+        for (k, &i) in which.iter().enumerate() {
+            if k == first || !framed || size + blobs[i].len() > FRAME_TARGET {
+                if k > first {
+                    groups.push(&which[first..k]);
                 }
-                _ => {
-                    groups.push(i..i + 1);
-                    size = b.len();
-                }
+                (first, size) = (k, 0);
             }
+            size += blobs[i].len();
         }
-        parallel_map(&groups, |g| {
-            let group = &blobs[g.clone()];
+        if first < which.len() {
+            groups.push(&which[first..]);
+        }
+        parallel_map(&groups, |&group| {
             let mut members = Vec::with_capacity(group.len());
             let mut start = 0;
-            for (id, b) in group {
+            for &i in group {
                 members.push(Member {
-                    id: *id,
-                    raw_len: b.len() as u64,
+                    id: ids[i],
+                    raw_len: blobs[i].len() as u64,
                     start,
                 });
-                start += b.len() as u64;
+                start += blobs[i].len() as u64;
             }
-            let envelope = if let [(_, only)] = group {
-                self.key.seal_level(only, Some(level))
-            } else {
-                let mut joined = Vec::with_capacity(start as usize);
-                group.iter().for_each(|(_, b)| joined.extend_from_slice(b));
-                self.key.seal_level(&joined, Some(level))
+            let (first, last) = (group[0], group[group.len() - 1]);
+            let adjacent = last - first + 1 == group.len();
+            let envelope = match whole {
+                Some((data, starts)) if adjacent => self
+                    .key
+                    .seal_level(&data[starts[first]..starts[last + 1]], Some(level)),
+                _ if group.len() == 1 => self.key.seal_level(blobs[first], Some(level)),
+                _ => {
+                    let mut joined = Vec::with_capacity(start as usize);
+                    group
+                        .iter()
+                        .for_each(|&i| joined.extend_from_slice(blobs[i]));
+                    self.key.seal_level(&joined, Some(level))
+                }
             };
             SealedFrame { members, envelope }
         })
@@ -1096,12 +1138,17 @@ impl Repository {
     /// Data blobs are framed anew, in the order given.
     pub fn save_copies(&self, blobs: &[(BlobKind, BlobId, Vec<u8>)]) -> Result<()> {
         for kind in [BlobKind::Data, BlobKind::Tree] {
-            let of_kind: Vec<(BlobId, &[u8])> = blobs
-                .iter()
-                .filter(|b| b.0 == kind)
-                .map(|(_, id, plain)| (*id, &plain[..]))
-                .collect();
-            let frames = self.seal_frames(kind, &of_kind, crate::envelope::ZSTD_LEVEL);
+            let ids: Vec<BlobId> = blobs.iter().map(|b| b.1).collect();
+            let plains: Vec<&[u8]> = blobs.iter().map(|b| &b.2[..]).collect();
+            let of_kind: Vec<usize> = (0..blobs.len()).filter(|&i| blobs[i].0 == kind).collect();
+            let frames = self.seal_frames(
+                kind,
+                &ids,
+                &plains,
+                &of_kind,
+                None,
+                crate::envelope::ZSTD_LEVEL,
+            );
             self.add_to_packs(kind, &frames)?;
         }
         Ok(())

@@ -87,3 +87,38 @@ fn data_blobs_share_frames_and_read_back_one_by_one() {
     );
     assert_eq!(repo.load_blob(&ids[14]).unwrap(), pages[14]);
 }
+
+#[test]
+fn blobs_adjacent_in_a_buffer_are_framed_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    let pages: Vec<Vec<u8>> = (0..20).map(page).collect();
+    // Pages 3 and 10 are stored already: the frames around them hold pages that are not
+    // adjacent in the buffer (copied together) as well as runs that are (sealed in place).
+    repo.save_blobs(BlobKind::Data, &[&pages[3], &pages[10]])
+        .unwrap();
+    let data = pages.concat();
+    let saved = repo
+        .save_adjacent(BlobKind::Data, &data, &[9000; 20])
+        .unwrap();
+    let new: Vec<bool> = saved.iter().map(|s| s.new).collect();
+    assert_eq!(new, (0..20).map(|i| i != 3 && i != 10).collect::<Vec<_>>());
+    repo.flush().unwrap();
+    for (i, s) in saved.iter().enumerate() {
+        assert_eq!(s.id, repo.blob_id(&pages[i]));
+        assert_eq!(repo.load_blob(&s.id).unwrap(), pages[i], "page {i}");
+    }
+    let frames: BTreeSet<u64> = repo
+        .locate_many(&saved.iter().map(|s| s.id).collect::<Vec<_>>())
+        .unwrap()
+        .into_iter()
+        .map(|l| l.unwrap().offset)
+        .collect();
+    assert_eq!(
+        frames.len(),
+        1 + 3,
+        "pages 3 and 10 in one frame, the 18 others in frames of 7, 7 and 4"
+    );
+    let report = check(&repo, ReadData::All).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}
