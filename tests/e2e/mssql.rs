@@ -168,7 +168,7 @@ fn a_second_nightly_full_adds_little() {
 
 /// The pages of a backup are stored in shared frames (format 2): when the first of two
 /// nightly fulls is forgotten, its frames are partly live (the pages the second full kept),
-/// and prune repacks exactly those pages; everything left checks and restores byte for byte.
+/// and prune repacks their pack; everything left checks and restores byte for byte.
 #[test]
 fn frames_partly_live_after_forget_are_repacked_by_prune() {
     let Some(dir) = corpus() else { return };
