@@ -1137,9 +1137,9 @@ impl Repository {
     /// Stores copies of blobs the repository already has (repacking): no duplicate check.
     /// Data blobs are framed anew, in the order given.
     pub fn save_copies(&self, blobs: &[(BlobKind, BlobId, Vec<u8>)]) -> Result<()> {
+        let ids: Vec<BlobId> = blobs.iter().map(|b| b.1).collect();
+        let plains: Vec<&[u8]> = blobs.iter().map(|b| &b.2[..]).collect();
         for kind in [BlobKind::Data, BlobKind::Tree] {
-            let ids: Vec<BlobId> = blobs.iter().map(|b| b.1).collect();
-            let plains: Vec<&[u8]> = blobs.iter().map(|b| &b.2[..]).collect();
             let of_kind: Vec<usize> = (0..blobs.len()).filter(|&i| blobs[i].0 == kind).collect();
             let frames = self.seal_frames(
                 kind,
