@@ -473,9 +473,11 @@ name = "filestore"
         "night 2 added {} bytes; alone: SQL {sql_added}, file store {store_added} (its changed files: {store_churn} bytes); config export {zip}",
         added[1]
     );
-    // Index segments and pack trailers list blobs in the order parallel workers finished, so
-    // they compress a few KB differently from run to run: 1 % of slack for that.
-    let bound = (sql_added + store_added + zip) * 101 / 100;
+    // Neither figure is exact from run to run: index segments and pack trailers list blobs in
+    // the order parallel workers finished, and which of two streams stores a chunk both hold
+    // depends on timing, so the chunks framed (and compressed) together differ. The SQL part
+    // alone measured 1,134,940 to 1,161,499 bytes over eight runs (2.3 % apart): 3 % of slack.
+    let bound = (sql_added + store_added + zip) * 103 / 100;
     assert!(added[1] <= bound, "night 2 added {} > {bound}", added[1]);
     // And it is the nightly growth of a deduplicating store, not a second full copy.
     assert!(added[1] * 10 < added[0], "{added:?}");
