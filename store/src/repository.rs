@@ -162,7 +162,10 @@ pub struct Repository {
     catalog_dir: PathBuf,
     /// The key file the repository was opened with.
     key_name: String,
-    writer: Mutex<PackWriter>,
+    /// The open pack of each blob kind ([`BlobKind::code`]): trees and chunk lists go to
+    /// packs of their own, so that walking a snapshot's trees (restore, `ls`, `diff`) reads a
+    /// few dense packs instead of picking small blobs out of the data.
+    writers: Mutex<[PackWriter; 2]>,
     session: Mutex<Session>,
     /// Bytes of packs, index segments and snapshots this process added to the repository.
     added: AtomicU64,
@@ -388,7 +391,7 @@ impl Repository {
             key_name,
             catalog: Mutex::new(catalog),
             catalog_dir,
-            writer: Mutex::new(PackWriter::new()),
+            writers: Mutex::new(Default::default()),
             session: Mutex::new(Session::default()),
             added: AtomicU64::new(0),
         };
@@ -764,17 +767,18 @@ impl Repository {
         let mut full = Vec::new();
         let mut offered = Vec::new();
         let failed = {
-            let mut writer = self.writer.lock().expect("writer mutex");
+            let mut writers = self.writers.lock().expect("writers mutex");
+            let writer = &mut writers[usize::from(kind.code())];
             let mut failed = None;
             for frame in frames {
                 offered.extend(frame.members.iter().map(|m| m.id));
                 if let Err(e) = writer.add(&self.backend, kind, &frame.members, &frame.envelope) {
-                    full.push(std::mem::take(&mut *writer));
+                    full.push(std::mem::take(writer));
                     failed = Some(e);
                     break;
                 }
                 if writer.is_full() {
-                    full.push(std::mem::take(&mut *writer));
+                    full.push(std::mem::take(writer));
                 }
             }
             failed
@@ -849,12 +853,22 @@ impl Repository {
         Ok(())
     }
 
-    /// Writes the open pack and an index segment for every pack not yet indexed. After this,
+    /// Writes the open packs and an index segment for every pack not yet indexed. After this,
     /// every blob saved so far is durable and indexed.
     pub fn flush(&self) -> Result<()> {
-        let last = std::mem::take(&mut *self.writer.lock().expect("writer mutex"));
-        if !last.is_empty() {
-            self.write_pack(last)?;
+        let open = std::mem::take(&mut *self.writers.lock().expect("writers mutex"));
+        // Each pack is written even when the other fails: a pack not written forgets its
+        // blobs as pending, so that a later offer stores them again.
+        let mut first_error = None;
+        for last in open {
+            if !last.is_empty() {
+                if let Err(e) = self.write_pack(last) {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         let rest = std::mem::take(&mut self.session.lock().expect("session mutex").unindexed);
         self.write_segment(rest)
@@ -953,7 +967,7 @@ impl Repository {
             let loc = loc.ok_or_else(|| StoreError::BlobNotFound(id.to_string()))?;
             located.push((loc, *id));
         }
-        let runs = read_runs(located, |b| &b.0);
+        let runs = read_runs(located, LOAD_SPAN, |b| &b.0);
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let loaded = Mutex::new(HashMap::with_capacity(ids.len()));
@@ -1349,6 +1363,10 @@ fn decode_list_of(id: &BlobId, size: u64, bytes: &[u8]) -> Result<Vec<ContentEnt
 /// Threads [`Repository::load_blobs`] reads with.
 const LOAD_THREADS: usize = 8;
 
+/// The longest request of [`Repository::load_blobs`]: the trees and lists of a level are
+/// spread over all [`LOAD_THREADS`] threads (a level's lists are a few MB of a few packs).
+const LOAD_SPAN: u64 = 1 << 20;
+
 /// Blobs of one pack closer than this are read with one request.
 pub(crate) const READ_GAP: u64 = 256 << 10;
 
@@ -1357,8 +1375,12 @@ pub(crate) const READ_SPAN: u64 = 8 << 20;
 
 /// Groups located blobs (`loc` gives each one's location) into read requests: runs of blobs of
 /// one pack, in pack, offset and start order, each next blob less than [`READ_GAP`] past the
-/// previous one, each run spanning at most [`READ_SPAN`] bytes (or one blob, if larger).
-pub(crate) fn read_runs<T>(mut blobs: Vec<T>, loc: impl Fn(&T) -> &BlobLocation) -> Vec<Vec<T>> {
+/// previous one, each run spanning at most `span` bytes (or one blob, if larger).
+pub(crate) fn read_runs<T>(
+    mut blobs: Vec<T>,
+    span: u64,
+    loc: impl Fn(&T) -> &BlobLocation,
+) -> Vec<Vec<T>> {
     // A frame's blobs in the order they were stored: a restore then writes a file's chunks
     // one after the other, and gathers them into large writes.
     blobs.sort_unstable_by(|a, b| {
@@ -1372,7 +1394,7 @@ pub(crate) fn read_runs<T>(mut blobs: Vec<T>, loc: impl Fn(&T) -> &BlobLocation)
             let (first, last, next) = (loc(first), loc(last), loc(&b));
             if next.pack != first.pack
                 || next.offset > last.offset + last.length + READ_GAP
-                || next.offset + next.length - first.offset > READ_SPAN
+                || next.offset + next.length - first.offset > span
             {
                 runs.push(std::mem::take(&mut run));
             }
@@ -1449,7 +1471,7 @@ mod tests {
             at(4, 0, 3 * READ_SPAN),     // larger than READ_SPAN alone
             at(2, 110 + READ_GAP, 5),    // exactly READ_GAP past: same run
         ];
-        let runs: Vec<Vec<(u8, u64)>> = read_runs(blobs, |b| b)
+        let runs: Vec<Vec<(u8, u64)>> = read_runs(blobs, READ_SPAN, |b| b)
             .into_iter()
             .map(|run| run.iter().map(|b| (b.pack.0[0], b.offset)).collect())
             .collect();
@@ -1469,7 +1491,7 @@ mod tests {
             start,
             ..at(5, 8, 100)
         };
-        let runs = read_runs(vec![member(200), member(0), member(100)], |b| b);
+        let runs = read_runs(vec![member(200), member(0), member(100)], READ_SPAN, |b| b);
         let starts: Vec<Vec<u64>> = runs
             .iter()
             .map(|run| run.iter().map(|b| b.start).collect())

@@ -365,7 +365,7 @@ impl Restorer<'_> {
             }
         }
         // Requests: runs of chunks of one pack, in pack and offset order.
-        let requests = read_runs(blobs, |b| &b.0);
+        let requests = read_runs(blobs, crate::repository::READ_SPAN, |b| &b.0);
         // Each worker keeps its buffers (the pack range read, the chunk opened, the bytes
         // gathered) and open files from one run to the next.
         let next = AtomicUsize::new(0);

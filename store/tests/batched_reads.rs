@@ -71,3 +71,33 @@ fn batched_loads_match_single_loads() {
         other => panic!("expected the unknown blob to be named, got {other:?}"),
     }
 }
+
+/// Trees and chunk lists go to packs of their own, even when saved between data chunks (as a
+/// backup does): walking a snapshot then reads a few dense packs, not every data pack.
+#[test]
+fn metadata_blobs_are_packed_apart_from_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    let mut data = Vec::new();
+    let mut lists = Vec::new();
+    // 2,500 incompressible chunks of 8 KiB: 20 MB, more than one 16 MiB pack.
+    for i in 0..2500u64 {
+        let chunk = bytes(8 << 10, i);
+        data.push(repo.save_blobs(BlobKind::Data, &[&chunk]).unwrap()[0].id);
+        lists.push(repo.save_list(bytes(300, 1_000_000 + i)).unwrap());
+    }
+    repo.flush().unwrap();
+    let packs_of = |ids: &[BlobId]| -> std::collections::BTreeSet<_> {
+        repo.locate_many(ids)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.unwrap().pack)
+            .collect()
+    };
+    let (data_packs, list_packs) = (packs_of(&data), packs_of(&lists));
+    assert_eq!(data_packs.len(), 2);
+    assert_eq!(list_packs.len(), 1, "750 KB of lists fit one pack");
+    assert!(data_packs.is_disjoint(&list_packs));
+    let loaded = repo.load_blobs(&lists).unwrap();
+    assert_eq!(loaded[&lists[7]], bytes(300, 1_000_007));
+}

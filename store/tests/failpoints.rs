@@ -112,9 +112,10 @@ fn a_failure_at_any_write_leaves_a_valid_repository() {
     expected.insert("file-0".to_string(), backup(&repo, 0).unwrap());
     drop(repo);
 
-    // A backup writes 3 packs, 1 index segment and 1 snapshot: fail each in turn.
+    // A backup writes 3 data packs, 1 pack of trees and lists, 1 index segment and 1
+    // snapshot: fail each in turn.
     let mut failures = 0;
-    for fail_at in 1..=6 {
+    for fail_at in 1..=7 {
         let backend = Arc::new(FailingBackend {
             inner: LocalBackend::new(dir.path().join("repo")),
             writes: AtomicUsize::new(0),
@@ -144,8 +145,8 @@ fn a_failure_at_any_write_leaves_a_valid_repository() {
         }
     }
     assert_eq!(
-        failures, 5,
-        "writes 1..=5 fail a backup; the 6th write is never reached"
+        failures, 6,
+        "writes 1..=6 fail a backup; the 7th write is never reached"
     );
     let repo = Repository::open(&dir.path().join("repo"), &open_options(&cache)).unwrap();
     expected.insert("file-999".into(), backup(&repo, 999).unwrap());

@@ -103,6 +103,36 @@ fn a_flipped_byte_is_found_by_read_data_with_the_paths_that_need_it() {
 }
 
 #[test]
+fn a_deleted_tree_pack_loses_snapshots_from_the_trees_it_held() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("sql")).unwrap();
+    fs::write(src.join("sql/big.bak"), data(3 << 20, 51)).unwrap();
+    fs::write(src.join("notes.txt"), b"small").unwrap();
+    env.backup_json(&[src.to_str().unwrap()]);
+    // The first backup wrote two packs: its data, and its trees (the smaller).
+    let mut packs = walkdir(&env.repo().join("data"));
+    assert_eq!(packs.len(), 2, "{packs:?}");
+    packs.sort_by_key(|p| fs::metadata(p).unwrap().len());
+    let trees = packs[0].clone();
+    fs::write(src.join("later.txt"), b"second night").unwrap();
+    env.backup_json(&[src.to_str().unwrap()]);
+    fs::remove_file(&trees).unwrap();
+
+    let (code, report) = check_json(&env, &[]);
+    assert_eq!(code, Some(13));
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    // The first snapshot is lost from its root; the second, whose root and `src` changed,
+    // loses the `sql` directory it shares with the first.
+    let snaps = env.snapshots();
+    let short = |i: usize| snaps[i]["short_id"].as_str().unwrap().to_string();
+    let expected = [format!("{}:/", short(0)), format!("{}:/src/sql", short(1))];
+    assert_eq!(strings(&errors[0]["affected"]), expected, "{}", errors[0]);
+}
+
+#[test]
 fn a_deleted_pack_is_found_without_reading_data() {
     let env = Env::new();
     repository(&env);
@@ -115,19 +145,19 @@ fn a_deleted_pack_is_found_without_reading_data() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0]["object"], format!("pack {name}"));
     assert_eq!(errors[0]["message"], "the pack is missing");
-    // The first backup wrote everything (data and trees) into that pack: the first snapshot is
-    // lost from its root, the second loses what it shares with the first.
+    // That is the first backup's data pack (its trees are packed apart): both files lose
+    // their contents, in both snapshots, and nothing else is lost.
     let snaps = env.snapshots();
-    let short = |i: usize| snaps[i]["short_id"].as_str().unwrap().to_string();
+    let expected: Vec<String> = snaps
+        .iter()
+        .flat_map(|s| {
+            let short = s["short_id"].as_str().unwrap().to_string();
+            [
+                format!("{short}:/src/notes.txt"),
+                format!("{short}:/src/sql/big.bak"),
+            ]
+        })
+        .collect();
     let affected = strings(&errors[0]["affected"]);
-    assert_eq!(
-        affected,
-        [
-            format!("{}:/", short(0)),
-            format!("{}:/src/notes.txt", short(1)),
-            format!("{}:/src/sql", short(1))
-        ],
-        "{}",
-        errors[0]
-    );
+    assert_eq!(affected, expected, "{}", errors[0]);
 }
