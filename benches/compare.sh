@@ -7,10 +7,11 @@
 #                       with fixed 64 KiB chunks, of those installed)
 #   CAIRN_BENCH_RUSTIC  1: `cargo install rustic-rs` when rustic is missing (slow: ~10 min)
 # Every tool encrypts, backs up each night from the same path (so the previous snapshot is its
-# parent), leaves out Meeting.Active files, and restores the last night (twice, the faster
-# kept). Page caches are dropped before each step when the script may (root). Peak RSS is
-# from /usr/bin/time. Each restore is also timed with a `sync` right after it ("restore +
-# sync"): cairn syncs before it reports success, the others leave their writes to the kernel.
+# parent), leaves out Meeting.Active files, and restores the last night (twice, in two rounds
+# over the tools, the second in the reverse order; the faster kept). Page caches are dropped
+# before each step when the script may (root). Peak RSS is from /usr/bin/time. Each restore
+# is also timed with a `sync` right after it ("restore + sync"): cairn syncs before it reports
+# success, the others leave their writes to the kernel.
 # CAIRN_BENCH_WRAP (e.g. `perf record -g -o FILE`) runs cairn's restores under a profiler.
 # restic and borg are installed from Debian's packages when missing (as root).
 set -euo pipefail
@@ -80,10 +81,12 @@ done
 timed sh -c "find '$(night_dir 1)' -type f ! -name Meeting.Active -print0 | xargs -0 cat | zstd -3 -T0 -c"
 zstd_secs=$secs
 
-declare -A first later added restore_mbs durable_mbs rss_backup rss_restore
+declare -A first later added restore_mbs durable_mbs rss_backup rss_restore best
 for tool in "${tools[@]}"; do
   repo="$work/cmp-$tool"
-  rm -rf "$repo" "$work/cairn-cache" "$BORG_BASE_DIR" "$work/restore-$tool" "$current"
+  rm -rf "$repo" "$work/restore-$tool" "$current"
+  [ "$tool" = cairn ] && rm -rf "$work/cairn-cache"
+  [ "$tool" = borg ] && rm -rf "$BORG_BASE_DIR"
   "init_$tool" "$repo"
   later_secs=0 later_bytes=0 later_added=0 peak=0
   for n in $(seq 1 "$nights"); do
@@ -108,34 +111,41 @@ for tool in "${tools[@]}"; do
     later[$tool]=$(echo "$later_bytes / $later_secs / 1000000" | bc -l)
     added[$tool]=$(echo "100 * $later_added / $later_bytes" | bc -l)
   fi
-  # Restore the last night twice, each time into an empty directory, and keep the faster:
-  # on this kind of virtual machine the same restore varies by a third from one run to the
-  # next (the first restore after a tool's backups was the slow one, whichever the tool).
-  # Then check the restored files byte for byte (untimed).
-  last=$(night_dir "$nights")
-  mv "$last" "$current"
-  bytes=$(bytes_of "$current")
-  best=""
-  for attempt in 1 2; do
+done
+
+# Restore the last night twice with every tool, each time into an empty directory, and keep
+# each tool's faster restore: on this kind of virtual machine the same restore varies by a
+# third from one run to the next, and the first restore after the backups was the slow one,
+# whichever the tool. The second round runs the tools in the reverse order, so that no tool
+# always restores first. The last restore of each tool is checked byte for byte (untimed).
+last=$(night_dir "$nights")
+mv "$last" "$current"
+bytes=$(bytes_of "$current")
+reversed=(); for ((i = ${#tools[@]} - 1; i >= 0; i--)); do reversed+=("${tools[i]}"); done
+for attempt in 1 2; do
+  if [ "$attempt" = 1 ]; then order=("${tools[@]}"); else order=("${reversed[@]}"); fi
+  for tool in "${order[@]}"; do
     rm -rf "$work/restore-$tool"
-    "restore_$tool" "$repo" "$work/restore-$tool"
+    "restore_$tool" "$work/cmp-$tool" "$work/restore-$tool"
     # Until the restored files are on the disk: cairn syncs before it reports success, the
     # others leave the writing to the kernel, after they exit. `sync` right after counts it.
     start=$(date +%s.%N); sync; synced=$(echo "$(date +%s.%N) - $start" | bc -l)
     printf '%-7s restore %s: %6.1f s, %4.1f s more to sync, %7s KiB RSS\n' "$tool" "$attempt" "$secs" "$synced" "$rss" >&2
-    if [ -z "$best" ] || [ "$(echo "$secs < $best" | bc -l)" = 1 ]; then
-      best=$secs
+    if [ -z "${best[$tool]:-}" ] || [ "$(echo "$secs < ${best[$tool]}" | bc -l)" = 1 ]; then
+      best[$tool]=$secs
       rss_restore[$tool]=$rss
       restore_mbs[$tool]=$(echo "$bytes / $secs / 1000000" | bc -l)
       durable_mbs[$tool]=$(echo "$bytes / ($secs + $synced) / 1000000" | bc -l)
     fi
+    if [ "$attempt" = 2 ]; then
+      restored=$(find "$work/restore-$tool" -type d -name current -print -quit)
+      diff -r --exclude Meeting.Active "$current" "$restored" >/dev/null ||
+        { echo "$tool: the restored night differs from the original" >&2; mv "$current" "$last"; exit 1; }
+    fi
+    rm -rf "$work/restore-$tool"
   done
-  mv "$current" "$last"
-  restored=$(find "$work/restore-$tool" -type d -name current -print -quit)
-  diff -r --exclude Meeting.Active "$last" "$restored" >/dev/null ||
-    { echo "$tool: the restored night differs from the original" >&2; exit 1; }
-  rm -rf "$work/restore-$tool"
 done
+mv "$current" "$last"
 
 later_cat_bytes=0 later_cat_secs=0
 for n in $(seq 2 "$nights"); do
