@@ -5,13 +5,23 @@ use std::fs;
 use crate::harness::*;
 
 /// Two snapshots of a tree with a 3 MiB file (its own pack once sealed) and small files.
+/// Two backups of `src`: the first of a large and a small file, the second adding a file.
 fn repository(env: &Env) {
+    first_backup(env);
+    second_backup(env);
+}
+
+fn first_backup(env: &Env) {
     env.init();
     let src = env.path("src");
     fs::create_dir_all(src.join("sql")).unwrap();
     fs::write(src.join("sql/big.bak"), data(3 << 20, 51)).unwrap();
     fs::write(src.join("notes.txt"), b"small").unwrap();
     env.backup_json(&[src.to_str().unwrap()]);
+}
+
+fn second_backup(env: &Env) {
+    let src = env.path("src");
     fs::write(src.join("later.txt"), b"second night").unwrap();
     env.backup_json(&[src.to_str().unwrap()]);
 }
@@ -105,19 +115,13 @@ fn a_flipped_byte_is_found_by_read_data_with_the_paths_that_need_it() {
 #[test]
 fn a_deleted_tree_pack_loses_snapshots_from_the_trees_it_held() {
     let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    fs::create_dir_all(src.join("sql")).unwrap();
-    fs::write(src.join("sql/big.bak"), data(3 << 20, 51)).unwrap();
-    fs::write(src.join("notes.txt"), b"small").unwrap();
-    env.backup_json(&[src.to_str().unwrap()]);
+    first_backup(&env);
     // The first backup wrote two packs: its data, and its trees (the smaller).
     let mut packs = walkdir(&env.repo().join("data"));
     assert_eq!(packs.len(), 2, "{packs:?}");
     packs.sort_by_key(|p| fs::metadata(p).unwrap().len());
     let trees = packs[0].clone();
-    fs::write(src.join("later.txt"), b"second night").unwrap();
-    env.backup_json(&[src.to_str().unwrap()]);
+    second_backup(&env);
     fs::remove_file(&trees).unwrap();
 
     let (code, report) = check_json(&env, &[]);
