@@ -47,6 +47,12 @@ const MMAP_SIZE: i64 = 64 << 20;
 /// eighth of it or more.
 const SCAN_FROM: usize = 10_000;
 
+/// The bit of a kind code in [`PackUsage::kinds`] (codes beyond the known kinds share the top
+/// bit: such a pack is never taken for another kind's).
+fn kind_bit(code: i64) -> u8 {
+    1u8 << code.clamp(0, 7)
+}
+
 /// How much of a pack the snapshots still use (after a mark phase).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackUsage {
@@ -55,6 +61,9 @@ pub struct PackUsage {
     pub live_bytes: u64,
     pub live_blobs: u64,
     pub blobs: u64,
+    /// The kinds of blob it holds, a bit per [`BlobKind::code`] (writers keep one kind a
+    /// pack; packs written before that may hold both).
+    pub kinds: u8,
 }
 
 /// Where one copy of a blob lives: its frame (`offset`, `length`), its place in the frame's
@@ -570,7 +579,8 @@ impl Catalog {
                 "SELECT packs.pack_id, packs.size,
                         coalesce(sum(CASE WHEN live.pack = packs.id THEN blobs.stored END), 0),
                         count(CASE WHEN live.pack = packs.id THEN 1 END),
-                        count(blobs.blob_id)
+                        count(blobs.blob_id),
+                        coalesce(min(blobs.kind), 0), coalesce(max(blobs.kind), 0)
                  FROM packs LEFT JOIN blobs ON blobs.pack = packs.id
                  LEFT JOIN live ON live.blob_id = blobs.blob_id
                  GROUP BY packs.id ORDER BY packs.pack_id",
@@ -584,6 +594,8 @@ impl Catalog {
                     live_bytes: r.get::<_, i64>(2)? as u64,
                     live_blobs: r.get::<_, i64>(3)? as u64,
                     blobs: r.get::<_, i64>(4)? as u64,
+                    // Two kinds, so the least and the greatest name every kind present.
+                    kinds: kind_bit(r.get(5)?) | kind_bit(r.get(6)?),
                 })
             })
             .map_err(|e| self.err(e))?;

@@ -5,7 +5,9 @@
 //!    grow with the repository);
 //! 2. packs without a live blob are deleted; of the partly used ones, the emptiest are repacked
 //!    (their live blobs copied into new packs) until at most `max_unused` percent of the
-//!    repository is unused; packs no index lists (left by interrupted backups) are deleted;
+//!    repository is unused; small packs (below a quarter of the usual size) are repacked
+//!    together when two or more hold the same kinds of blob; packs no index lists (left by
+//!    interrupted backups) are deleted;
 //! 3. execute in an order that keeps the repository valid if interrupted anywhere: new packs →
 //!    new index segments (listing every pack that stays) → old segments removed → packs
 //!    removed. A later prune removes whatever an interrupted one left.
@@ -13,13 +15,14 @@
 //! Prune holds the exclusive lock for its whole run: backups wait for it, and it waits for
 //! running backups, whose packs are not indexed yet and would look unreferenced.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
+use crate::catalog::PackUsage;
 use crate::error::{Result, StoreError};
 use crate::id::{BlobId, PackId, TreeId};
-use crate::pack::pack_path;
+use crate::pack::{pack_path, PACK_TARGET_SIZE};
 use crate::repository::{Frame, Repository};
 use crate::tree::{decode_list, Content, NodeKind};
 
@@ -70,7 +73,8 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
     }
     let mut plan = PrunePlan::default();
     let mut partly = Vec::new();
-    for u in repo.pack_usage()? {
+    let usage = repo.pack_usage()?;
+    for u in &usage {
         plan.total_bytes += u.size;
         plan.live_bytes += u.live_bytes;
         if u.live_blobs == 0 {
@@ -92,6 +96,7 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
         plan.bytes_freed += size - live;
         plan.bytes_repacked += live;
     }
+    merge_small_packs(&mut plan, &usage);
     let indexed: HashSet<PackId> = repo.indexed_packs()?.into_iter().map(|(p, _)| p).collect();
     plan.unindexed = repo
         .list_packs()?
@@ -110,6 +115,31 @@ pub fn plan(repo: &Repository, max_unused: f64) -> Result<PrunePlan> {
     }
     plan.leftovers.sort();
     Ok(plan)
+}
+
+/// A pack below this size is small: every backup leaves one of each blob kind (its last data
+/// pack and its trees), which would otherwise pile up, a few a night, until they held unused
+/// space.
+pub const SMALL_PACK: u64 = PACK_TARGET_SIZE as u64 / 4;
+
+/// Adds the small packs that are still in use to the packs repacked, when two or more hold the
+/// same kinds: their blobs then fill packs of the usual size. A small pack alone stays, so a
+/// prune right after another has nothing to merge.
+fn merge_small_packs(plan: &mut PrunePlan, usage: &[PackUsage]) {
+    let chosen: HashSet<PackId> = plan.repack.iter().copied().collect();
+    let mut small: BTreeMap<u8, Vec<&PackUsage>> = BTreeMap::new();
+    for u in usage {
+        if u.live_blobs > 0 && u.size < SMALL_PACK && !chosen.contains(&u.pack) {
+            small.entry(u.kinds).or_default().push(u);
+        }
+    }
+    for packs in small.into_values().filter(|p| p.len() >= 2) {
+        for u in packs {
+            plan.repack.push(u.pack);
+            plan.bytes_freed += u.size.saturating_sub(u.live_bytes);
+            plan.bytes_repacked += u.live_bytes;
+        }
+    }
 }
 
 /// Marks a tree and everything below it live; returns the stored bytes newly marked.

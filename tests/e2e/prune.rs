@@ -226,3 +226,45 @@ fn a_backup_started_during_a_prune_waits_and_both_succeed() {
     assert_day(&env, snaps[0]["id"].as_str().unwrap(), 6);
     env.cairn(&["check", "--read-data"]).assert().success();
 }
+
+/// Every backup leaves a small data pack and a small tree pack; prune merges the small packs
+/// of each kind (nothing forgotten, nothing unused), and a second prune finds nothing to do.
+#[test]
+fn small_packs_of_a_kind_are_merged_and_then_left_alone() {
+    let env = Env::ready();
+    let src = env.path("src");
+    for d in 1..=3u64 {
+        write_day(&src, d);
+        let time = format!("2024-05-{d:02}T02:00:00+02:00");
+        env.backup_json(&["--time", &time, src.to_str().unwrap()]);
+    }
+    assert_eq!(walkdir(&env.repo().join("data")).len(), 6);
+    let prune = |env: &Env| {
+        let out = env.ok(&["prune", "--json", "--max-unused", "0"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        serde_json::from_str::<serde_json::Value>(text.lines().next().unwrap()).unwrap()
+    };
+    let first = prune(&env);
+    assert_eq!(
+        first["plan"]["repack"].as_array().unwrap().len(),
+        6,
+        "{first}"
+    );
+    assert_eq!(
+        first["plan"]["delete"].as_array().unwrap().len(),
+        0,
+        "{first}"
+    );
+    // One pack of data, one of trees and lists.
+    assert_eq!(walkdir(&env.repo().join("data")).len(), 2);
+    let again = prune(&env);
+    assert_eq!(
+        again["plan"]["repack"].as_array().unwrap().len(),
+        0,
+        "{again}"
+    );
+    env.ok(&["check", "--read-data"]);
+    for s in env.snapshots() {
+        assert_day(&env, s["id"].as_str().unwrap(), day_of(&s));
+    }
+}
