@@ -40,6 +40,13 @@ fn assert_day(env: &Env, id: &str, d: u64) {
     fs::remove_dir_all(&target).unwrap();
 }
 
+/// Runs `prune --max-unused 0` and returns its plan line.
+fn prune_all(env: &Env) -> serde_json::Value {
+    let out = env.ok(&["prune", "--json", "--max-unused", "0"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    serde_json::from_str(text.lines().next().unwrap()).unwrap()
+}
+
 fn day_of(snapshot: &serde_json::Value) -> u64 {
     // Backups are dated 2024-05-DD: the day is the snapshot's day of month.
     snapshot["time"].as_str().unwrap()[8..10].parse().unwrap()
@@ -90,17 +97,7 @@ fn thirty_nights_then_forget_and_prune_shrinks_the_repository() {
         assert_day(&env, s["id"].as_str().unwrap(), day_of(s));
     }
     // Nothing left to do the second time.
-    let again = env
-        .cairn(&["prune", "--json", "--max-unused", "0"])
-        .output()
-        .unwrap();
-    let plan = serde_json::from_str::<serde_json::Value>(
-        String::from_utf8_lossy(&again.stdout)
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let plan = prune_all(&env);
     assert_eq!(
         plan["plan"]["delete"].as_array().unwrap().len(),
         0,
@@ -239,12 +236,7 @@ fn small_packs_of_a_kind_are_merged_and_then_left_alone() {
         env.backup_json(&["--time", &time, src.to_str().unwrap()]);
     }
     assert_eq!(walkdir(&env.repo().join("data")).len(), 6);
-    let prune = |env: &Env| {
-        let out = env.ok(&["prune", "--json", "--max-unused", "0"]);
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        serde_json::from_str::<serde_json::Value>(text.lines().next().unwrap()).unwrap()
-    };
-    let first = prune(&env);
+    let first = prune_all(&env);
     assert_eq!(
         first["plan"]["repack"].as_array().unwrap().len(),
         6,
@@ -257,7 +249,7 @@ fn small_packs_of_a_kind_are_merged_and_then_left_alone() {
     );
     // One pack of data, one of trees and lists.
     assert_eq!(walkdir(&env.repo().join("data")).len(), 2);
-    let again = prune(&env);
+    let again = prune_all(&env);
     assert_eq!(
         again["plan"]["repack"].as_array().unwrap().len(),
         0,
