@@ -47,6 +47,11 @@ fn prune_all(env: &Env) -> serde_json::Value {
     serde_json::from_str(text.lines().next().unwrap()).unwrap()
 }
 
+/// How many packs a prune plan lists under `what` (`delete`, `repack`).
+fn planned(plan: &serde_json::Value, what: &str) -> usize {
+    plan["plan"][what].as_array().unwrap().len()
+}
+
 fn day_of(snapshot: &serde_json::Value) -> u64 {
     // Backups are dated 2024-05-DD: the day is the snapshot's day of month.
     snapshot["time"].as_str().unwrap()[8..10].parse().unwrap()
@@ -98,16 +103,8 @@ fn thirty_nights_then_forget_and_prune_shrinks_the_repository() {
     }
     // Nothing left to do the second time.
     let plan = prune_all(&env);
-    assert_eq!(
-        plan["plan"]["delete"].as_array().unwrap().len(),
-        0,
-        "{plan}"
-    );
-    assert_eq!(
-        plan["plan"]["repack"].as_array().unwrap().len(),
-        0,
-        "{plan}"
-    );
+    assert_eq!(planned(&plan, "delete"), 0, "{plan}");
+    assert_eq!(planned(&plan, "repack"), 0, "{plan}");
 }
 
 #[test]
@@ -237,24 +234,12 @@ fn small_packs_of_a_kind_are_merged_and_then_left_alone() {
     }
     assert_eq!(walkdir(&env.repo().join("data")).len(), 6);
     let first = prune_all(&env);
-    assert_eq!(
-        first["plan"]["repack"].as_array().unwrap().len(),
-        6,
-        "{first}"
-    );
-    assert_eq!(
-        first["plan"]["delete"].as_array().unwrap().len(),
-        0,
-        "{first}"
-    );
+    assert_eq!(planned(&first, "repack"), 6, "{first}");
+    assert_eq!(planned(&first, "delete"), 0, "{first}");
     // One pack of data, one of trees and lists.
     assert_eq!(walkdir(&env.repo().join("data")).len(), 2);
     let again = prune_all(&env);
-    assert_eq!(
-        again["plan"]["repack"].as_array().unwrap().len(),
-        0,
-        "{again}"
-    );
+    assert_eq!(planned(&again, "repack"), 0, "{again}");
     env.ok(&["check", "--read-data"]);
     for s in env.snapshots() {
         assert_day(&env, s["id"].as_str().unwrap(), day_of(&s));
